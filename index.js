@@ -1,0 +1,245 @@
+'use strict'
+// The public entry: NoisePeer, a thin JavaScript layer over the native peer.
+// It owns what is JavaScript-shaped (JSON text <-> objects, listener lists,
+// awaiting the application's async callbacks, error codes) and nothing else:
+// every protocol rule runs in Rust.
+
+const native = require('./lib/native')
+
+const DEFAULTS = Object.freeze({
+  host: '127.0.0.1',
+  port: 0,
+  encrypt: true,
+  timeout: 60000,
+  handshakeTimeout: 5000,
+  drainTimeout: 2000,
+  maxFrame: 65536,
+  maxMessage: 1024 * 1024,
+  maxPending: 256,
+  maxPendingPerIp: 32,
+  referee: false,
+  legacy: false
+})
+
+// Messages that arrive before the first onMessage listener are held, up to this many.
+const EARLY_BUFFER = 10000
+
+// Native errors carry their stable code at the front of the message ("ERR_X: text");
+// move it into err.code, the way Node's own errors carry theirs.
+function fromNative (err) {
+  const m = err && /^(ERR_[A-Z_]+): ([\s\S]*)$/.exec(err.message)
+  if (m) {
+    err.code = m[1]
+    err.message = m[2]
+  }
+  return err
+}
+
+function invalid (message) {
+  const err = new TypeError(message)
+  err.code = 'ERR_INVALID_ARGUMENT'
+  return err
+}
+
+// A 32-byte X25519 key from a Buffer, a Uint8Array or base64url text.
+function toKey (key, what) {
+  let buf = null
+  if (Buffer.isBuffer(key)) buf = key
+  else if (key instanceof Uint8Array) buf = Buffer.from(key.buffer, key.byteOffset, key.byteLength)
+  else if (typeof key === 'string') buf = Buffer.from(key, 'base64url')
+  if (!buf || buf.length !== 32) throw invalid(`${what} must be a 32-byte X25519 key (Buffer or base64url)`)
+  return buf
+}
+
+function toTarget (address) {
+  if (!address || typeof address !== 'object') throw invalid('the address must be an object {agent, host, port, key?}')
+  const { agent, host, port, key, link } = address
+  if (link == null && (typeof agent !== 'string' || agent === '')) throw invalid('the address needs an agent id')
+  if (port != null && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw invalid('port must be an integer 0..65535')
+  return {
+    agent: agent == null ? undefined : agent,
+    host: host == null ? undefined : String(host),
+    port: port == null ? undefined : port,
+    key: key == null ? undefined : toKey(key, 'address.key'),
+    link: link == null ? undefined : Number(link)
+  }
+}
+
+function toSendOptions (opts) {
+  if (opts == null) return undefined
+  const out = {}
+  if (opts.ticket != null) out.ticket = JSON.stringify(opts.ticket)
+  if (opts.referee) out.referee = true
+  return out
+}
+
+function positive (v, name) {
+  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) throw invalid(`${name} must be a non-negative number`)
+  return v
+}
+
+class NoisePeer {
+  constructor (options = {}) {
+    const o = { ...DEFAULTS, ...options }
+    if (typeof o.agent !== 'string' || o.agent === '') throw invalid('options.agent (our agent id) is required')
+    const encrypt = o.encrypt !== false && o.keys != null
+    if (o.encrypt === true && options.encrypt === true && o.keys == null) {
+      throw invalid('encrypt: true needs keys: { publicKey, privateKey }')
+    }
+    if (o.peerKey != null && typeof o.peerKey !== 'function') throw invalid('peerKey must be a function')
+    if (o.checkTicket != null && typeof o.checkTicket !== 'function') throw invalid('checkTicket must be a function')
+    this.agent = o.agent
+    this.encrypted = encrypt
+    this._peerKey = o.peerKey || null
+    this._checkTicket = o.checkTicket || null
+    this._messageListeners = []
+    this._eventListeners = []
+    this._held = []
+    this._closed = null
+    this._native = new native.NativePeer({
+      agent: o.agent,
+      host: String(o.host),
+      port: o.port,
+      privateKey: encrypt ? toKey(o.keys.privateKey, 'keys.privateKey') : undefined,
+      timeoutMs: positive(o.timeout, 'timeout'),
+      handshakeTimeoutMs: positive(o.handshakeTimeout, 'handshakeTimeout'),
+      drainTimeoutMs: positive(o.drainTimeout, 'drainTimeout'),
+      maxFrame: o.maxFrame,
+      maxMessage: o.maxMessage,
+      maxPending: o.maxPending,
+      maxPendingPerIp: o.maxPendingPerIp,
+      referee: !!o.referee,
+      acceptLegacy: !!o.legacy,
+      hasPeerKey: !!o.peerKey
+    }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r))
+  }
+
+  /** Start listening. Resolves with `{ host, port }`. */
+  async listen () {
+    try {
+      this.address = await this._native.listen()
+      return { ...this.address }
+    } catch (err) { throw fromNative(err) }
+  }
+
+  /** Call `fn(from, message)` for every message. Returns a function that removes it. */
+  onMessage (fn) {
+    if (typeof fn !== 'function') throw invalid('onMessage takes a function')
+    this._messageListeners.push(fn)
+    const held = this._held.splice(0)
+    for (const d of held) this._deliver(d)
+    return () => { this._messageListeners = this._messageListeners.filter(f => f !== fn) }
+  }
+
+  /** Call `fn(event)` for connection events. Returns a function that removes it. */
+  onEvent (fn) {
+    if (typeof fn !== 'function') throw invalid('onEvent takes a function')
+    this._eventListeners.push(fn)
+    return () => { this._eventListeners = this._eventListeners.filter(f => f !== fn) }
+  }
+
+  /** Open (or reuse) a link to `address` without sending. Resolves with the link. */
+  async connect (address, opts) {
+    const target = toTarget(address)
+    try {
+      return await this._native.connect(target, toSendOptions(opts))
+    } catch (err) { throw fromNative(err) }
+  }
+
+  /**
+   * Send one message (a plain object). Opens a link if none is open; resolves once
+   * the message has been handed to the socket, rejects with a coded error otherwise.
+   */
+  async send (address, message, opts) {
+    const target = toTarget(address)
+    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+      throw invalid('a message must be a plain object')
+    }
+    const text = JSON.stringify(message)
+    try {
+      await this._native.send(target, text, toSendOptions(opts))
+    } catch (err) { throw fromNative(err) }
+  }
+
+  /** Close, in order, every link to `agent`. Returns how many there were. */
+  end (agent) {
+    return this._native.end(String(agent))
+  }
+
+  /** The links open now. */
+  links () {
+    return this._native.links()
+  }
+
+  /** Stop listening and close every link; afterwards the process can exit. */
+  close () {
+    if (!this._closed) {
+      this._closed = this._native.close().catch(fromNative).then(() => {
+        this._messageListeners = []
+        this._eventListeners = []
+      })
+    }
+    return this._closed
+  }
+
+  _deliver (d) {
+    if (this._messageListeners.length === 0) {
+      if (this._held.length < EARLY_BUFFER) this._held.push(d)
+      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: 'ERR_NO_LISTENER', message: 'a message arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
+      return
+    }
+    const message = JSON.parse(d.data) // the core checked it is one JSON object
+    const from = d.from
+    if (d.early) from.early = true
+    for (const fn of this._messageListeners) {
+      try { fn(from, message) } catch (err) { this._listenerFailed(err) }
+    }
+  }
+
+  _emit (event) {
+    for (const fn of this._eventListeners) {
+      try { fn(event) } catch (err) { console.error('mychips-noise: an onEvent listener threw:', err) }
+    }
+  }
+
+  // A throwing listener must not take the node down with it: report it as an event.
+  _listenerFailed (err) {
+    this._emit({ type: 'error', link: 0, reason: 'ERR_LISTENER', message: `an onMessage listener threw: ${err && err.stack ? err.stack : err}`, clean: false, written: 0, initiator: false })
+  }
+
+  // Answer the core's questions with the application's callbacks. Whatever they
+  // do (throw, reject, return junk), the core gets an answer: a failure refuses.
+  _lookup (r) {
+    const answer = (key, ok, error) => {
+      try { this._native.answer(r.id, key, ok, error) } catch (_) { /* peer closed */ }
+    }
+    Promise.resolve().then(async () => {
+      if (r.kind === 'peerKey') {
+        if (!this._peerKey) return answer(null, null, null)
+        const key = await this._peerKey(r.agent)
+        answer(key == null ? null : toKey(key, 'the key from peerKey'), null, null)
+      } else {
+        if (!this._checkTicket) return answer(null, false, null)
+        const ok = await this._checkTicket(JSON.parse(r.ticket), JSON.parse(r.from))
+        answer(null, ok === true, null)
+      }
+    }).catch((err) => answer(null, null, `${r.kind} failed: ${err && err.message ? err.message : err}`))
+  }
+}
+
+/** A fresh identity: `{ agent, publicKey, privateKey }` (X25519 pair derived from Ed25519). */
+function generateKeypair () {
+  return native.generateKeypair()
+}
+
+/** The identity for a 32-byte Ed25519 seed. */
+function keypairFromSeed (seed) {
+  try { return native.keypairFromSeed(seed) } catch (err) { throw fromNative(err) }
+}
+
+/** The X25519 public key an agent id names, or null. */
+function agentKey (agent) {
+  return native.agentKey(String(agent))
+}
+
+module.exports = { NoisePeer, generateKeypair, keypairFromSeed, agentKey, DEFAULTS }

@@ -1,0 +1,144 @@
+//! JavaScript callbacks as driver sinks and stores.
+//!
+//! Every callback is a weak ThreadsafeFunction called NonBlocking: it never
+//! keeps Node alive and never blocks a tokio worker. Lookups go out as
+//! requests with an id; JavaScript awaits the application's async callback
+//! and answers with `NativePeer.answer(id, ...)`. A request that JavaScript
+//! never answers is bounded by the driver's lookup deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::options::{Delivery, EventInfo, FromInfo, LookupRequest};
+use crate::driver::{LinkInfo, PeerEvent, Sink, Store};
+use crate::proto::{keys, Address, Key};
+
+/// A weak JavaScript callback taking one value.
+pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
+
+/// The application's answer to a lookup.
+pub enum Reply {
+    Key(Option<Key>),
+    Ticket(bool),
+    Failed(String),
+}
+
+pub struct JsSink {
+    pub on_message: JsCallback<Delivery>,
+    pub on_event: JsCallback<EventInfo>,
+}
+
+impl Sink for JsSink {
+    fn message(&self, from: &LinkInfo, data: Vec<u8>, early: bool) {
+        // The core checked it is one JSON object, which is valid UTF-8.
+        let data = String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let _ = self.on_message.call(Delivery { from: FromInfo::from(from), data, early }, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn event(&self, event: PeerEvent) {
+        let _ = self.on_event.call(EventInfo::from(event), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+pub struct JsStore {
+    on_request: JsCallback<LookupRequest>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next: AtomicU64,
+    has_keys: bool,
+}
+
+impl JsStore {
+    pub fn new(on_request: JsCallback<LookupRequest>, has_keys: bool) -> Self {
+        Self { on_request, pending: Mutex::default(), next: AtomicU64::new(1), has_keys }
+    }
+
+    /// Deliver the application's answer to request `id` (false: unknown id,
+    /// for example one that already timed out).
+    pub fn answer(&self, id: u64, reply: Reply) -> bool {
+        let tx = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
+        tx.is_some_and(|tx| tx.send(reply).is_ok())
+    }
+
+    fn ask(self: &Arc<Self>, kind: &str, agent: Option<String>, ticket: Option<String>, from: Option<String>) -> BoxFuture<'static, Result<Reply, String>> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(id, tx);
+        }
+        let req = LookupRequest { id: id as f64, kind: kind.to_owned(), agent, ticket, from };
+        let status = self.on_request.call(req, ThreadsafeFunctionCallMode::NonBlocking);
+        let me = self.clone();
+        Box::pin(async move {
+            if status != Status::Ok {
+                me.forget(id);
+                return Err(format!("could not call the application ({status})"));
+            }
+            // Forget the request if the driver gives up waiting (deadline).
+            let guard = Forget { store: me.clone(), id };
+            let reply = rx.await.map_err(|_| "the application did not answer".to_owned());
+            drop(guard);
+            reply
+        })
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut p) = self.pending.lock() {
+            p.remove(&id);
+        }
+    }
+}
+
+struct Forget {
+    store: Arc<JsStore>,
+    id: u64,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.store.forget(self.id);
+    }
+}
+
+/// `Store` over a shared `JsStore` (the trait takes `&self`, lookups need the Arc).
+pub struct SharedStore(pub Arc<JsStore>);
+
+impl Store for SharedStore {
+    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>, String>> {
+        let ask = self.0.ask("peerKey", Some(agent), None, None);
+        Box::pin(async move {
+            match ask.await? {
+                Reply::Key(k) => Ok(k),
+                Reply::Failed(e) => Err(e),
+                Reply::Ticket(_) => Err("a ticket answer to a key question".into()),
+            }
+        })
+    }
+
+    fn check_ticket(&self, ticket: Value, from: Address) -> BoxFuture<'static, Result<bool, String>> {
+        let from = serde_json::to_string(&from).ok();
+        let ask = self.0.ask("checkTicket", None, Some(ticket.to_string()), from);
+        Box::pin(async move {
+            match ask.await? {
+                Reply::Ticket(ok) => Ok(ok),
+                Reply::Failed(e) => Err(e),
+                Reply::Key(_) => Err("a key answer to a ticket question".into()),
+            }
+        })
+    }
+
+    fn has_keys(&self) -> bool {
+        self.0.has_keys
+    }
+}
+
+/// Read a key the application gave: 32 bytes.
+pub fn key_from_js(bytes: &[u8]) -> Option<Key> {
+    keys::key_from_slice(bytes)
+}

@@ -1,0 +1,44 @@
+//! The napi binding: JavaScript <-> Rust conversion, error codes and callback
+//! lifetimes. No protocol logic lives here; each export converts its
+//! arguments, calls the driver and maps the result.
+
+mod callbacks;
+mod error;
+mod options;
+mod peer;
+
+#[allow(unused_imports)]
+pub use peer::NativePeer;
+
+use napi_derive::napi;
+
+use crate::proto::keys;
+use error::{to_js, Result};
+use options::Keypair;
+
+/// Make a fresh identity: a random Ed25519 key pair, its agent id, and the
+/// X25519 pair derived from it (the node's Noise static keys).
+#[napi(catch_unwind)]
+pub fn generate_keypair() -> Result<Keypair> {
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| to_js(crate::Error::Internal(format!("no randomness: {e}"))))?;
+    Ok(Keypair::from(keys::Identity::from_seed(&seed)))
+}
+
+/// The identity for a given 32-byte Ed25519 seed (the first half of a
+/// libsodium Ed25519 secret key), for nodes that already have one.
+#[napi(catch_unwind)]
+pub fn keypair_from_seed(seed: napi::bindgen_prelude::Buffer) -> Result<Keypair> {
+    let seed: [u8; 32] = seed
+        .as_ref()
+        .try_into()
+        .map_err(|_| to_js(crate::Error::InvalidArgument("a seed is 32 bytes".into())))?;
+    Ok(Keypair::from(keys::Identity::from_seed(&seed)))
+}
+
+/// The X25519 public key an agent id names, or null when the id is not the
+/// base64url text of an Ed25519 public key.
+#[napi(catch_unwind)]
+pub fn agent_key(agent: String) -> Option<napi::bindgen_prelude::Buffer> {
+    keys::agent_key(&agent).map(|k| k.to_vec().into())
+}

@@ -1,0 +1,177 @@
+//! Option, address and event shapes as JavaScript sees them. Doc comments
+//! here flow into the generated `binding.d.ts`.
+
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+
+use crate::driver::{LinkInfo, PeerEvent};
+use crate::proto::keys::Identity;
+
+/// A node identity.
+#[napi(object)]
+pub struct Keypair {
+    /// Agent id: base64url of the Ed25519 public key.
+    pub agent: String,
+    /// X25519 public key (32 bytes).
+    pub public_key: Buffer,
+    /// X25519 private key (32 bytes).
+    pub private_key: Buffer,
+}
+
+impl From<Identity> for Keypair {
+    fn from(id: Identity) -> Self {
+        Self { agent: id.agent.clone(), public_key: id.public.to_vec().into(), private_key: id.private.to_vec().into() }
+    }
+}
+
+/// Settings for a native peer (the JavaScript layer fills in defaults).
+#[napi(object)]
+pub struct NativeOptions {
+    pub agent: String,
+    pub host: String,
+    pub port: u32,
+    /// X25519 private key; absent for raw mode.
+    pub private_key: Option<Buffer>,
+    pub timeout_ms: f64,
+    pub handshake_timeout_ms: f64,
+    pub drain_timeout_ms: f64,
+    pub max_frame: u32,
+    pub max_message: u32,
+    pub max_pending: u32,
+    pub max_pending_per_ip: u32,
+    pub referee: bool,
+    pub accept_legacy: bool,
+    /// The application supplied a `peerKey` callback.
+    pub has_peer_key: bool,
+}
+
+/// Where to send.
+#[napi(object)]
+pub struct NativeTarget {
+    pub agent: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub key: Option<Buffer>,
+    pub link: Option<f64>,
+}
+
+/// How to open a link if one is needed.
+#[napi(object)]
+pub struct NativeSendOptions {
+    /// JSON text of the ticket (first contact, IK).
+    pub ticket: Option<String>,
+    pub referee: Option<bool>,
+}
+
+/// Who a message came from.
+#[napi(object)]
+pub struct FromInfo {
+    pub agent: Option<String>,
+    pub host: String,
+    pub port: u32,
+    pub pattern: String,
+    pub link: f64,
+    pub native: bool,
+    pub initiator: bool,
+    pub encrypted: bool,
+}
+
+impl From<&LinkInfo> for FromInfo {
+    fn from(i: &LinkInfo) -> Self {
+        Self {
+            agent: i.agent.clone(),
+            host: i.remote.ip().to_string(),
+            port: u32::from(i.remote.port()),
+            pattern: i.pattern.name().to_owned(),
+            link: i.link as f64,
+            native: i.native,
+            initiator: i.initiator,
+            encrypted: i.encrypted,
+        }
+    }
+}
+
+/// A message for the application.
+#[napi(object)]
+pub struct Delivery {
+    pub from: FromInfo,
+    /// The message's JSON text.
+    pub data: String,
+    /// It rode in a legacy initiator's replayable handshake message.
+    pub early: bool,
+}
+
+/// A connection event.
+#[napi(object)]
+pub struct EventInfo {
+    /// `open`, `close`, `refused` or `error`.
+    #[napi(js_name = "type")]
+    pub kind: String,
+    pub link: f64,
+    pub agent: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u32>,
+    pub pattern: Option<String>,
+    pub initiator: bool,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub clean: bool,
+    pub written: f64,
+}
+
+impl From<PeerEvent> for EventInfo {
+    fn from(e: PeerEvent) -> Self {
+        Self {
+            kind: e.kind.as_str().to_owned(),
+            link: e.link as f64,
+            agent: e.agent,
+            host: e.remote.map(|r| r.ip().to_string()),
+            port: e.remote.map(|r| u32::from(r.port())),
+            pattern: e.pattern.map(|p| p.name().to_owned()),
+            initiator: e.initiator,
+            reason: e.reason,
+            message: e.message,
+            clean: e.clean,
+            written: e.written as f64,
+        }
+    }
+}
+
+/// A question for the application's key or ticket store.
+#[napi(object)]
+pub struct LookupRequest {
+    pub id: f64,
+    /// `peerKey` or `checkTicket`.
+    pub kind: String,
+    pub agent: Option<String>,
+    /// JSON text of the ticket.
+    pub ticket: Option<String>,
+    /// JSON text of the initiator's claimed CHIP address.
+    pub from: Option<String>,
+}
+
+/// A link that is open.
+#[napi(object)]
+pub struct LinkSummary {
+    pub link: f64,
+    pub agent: Option<String>,
+    pub host: String,
+    pub port: u32,
+    pub pattern: String,
+    pub native: bool,
+    pub initiator: bool,
+}
+
+impl From<LinkInfo> for LinkSummary {
+    fn from(i: LinkInfo) -> Self {
+        let f = FromInfo::from(&i);
+        Self { link: f.link, agent: f.agent, host: f.host, port: f.port, pattern: f.pattern, native: f.native, initiator: f.initiator }
+    }
+}
+
+/// The address a peer listens on.
+#[napi(object)]
+pub struct ListenAddress {
+    pub host: String,
+    pub port: u32,
+}

@@ -1,0 +1,462 @@
+//! One task per TCP connection: socket -> core -> socket, plus a writer task.
+//!
+//! Reading never waits on writing: frames to write go through a bounded queue
+//! to a writer task, and the link task keeps reading while the queue is full
+//! (otherwise two peers that both send a lot could each wait for the other to
+//! read). A `send` resolves when the writer has flushed its frames.
+//!
+//! Closing is orderly where it can be: the side that closes shuts down its
+//! write half (FIN) and keeps reading until the other side's end of stream,
+//! so frames that were already in flight are still delivered. Messages that
+//! were queued on the link but not yet encrypted go back to the registry for
+//! another link; nothing written is ever sent twice.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use super::listener::PendingGuard;
+use super::registry::{self, NewLink, MAX_ATTEMPTS};
+use super::{EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
+use crate::error::{CloseReason, Error, Result};
+use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need};
+
+/// Frame batches waiting for the writer before the link stops taking sends.
+const MAX_QUEUED_WRITES: usize = 64;
+
+/// A message on its way to a link.
+pub(crate) struct Outgoing {
+    pub data: Vec<u8>,
+    pub done: oneshot::Sender<Result<()>>,
+    pub target: Target,
+    pub opts: SendOptions,
+    pub attempts: u8,
+}
+
+pub(crate) enum Cmd {
+    Send(Outgoing),
+    /// Answer once the link is open.
+    Connect(oneshot::Sender<Result<LinkInfo>>),
+}
+
+/// Frames for the writer, and who to tell once they are flushed.
+struct WriteItem {
+    frames: Vec<Vec<u8>>,
+    done: Option<oneshot::Sender<Result<()>>>,
+}
+
+/// Open an outbound link: find the key, connect, write message 1, run.
+pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts: SendOptions) {
+    let started = tokio::select! {
+        r = start_dial(&shared, &target, &opts) => r,
+        _ = new.cancel.cancelled() => Err(Error::Closed),
+    };
+    match started {
+        Ok((stream, conn)) => run(shared, new, stream, conn, None).await,
+        Err(err) => {
+            let NewLink { id, mut rx, .. } = new;
+            shared.registry.remove(id);
+            rx.close();
+            while let Ok(cmd) = rx.try_recv() {
+                reject(cmd, &err);
+            }
+            let remote = format!("{}:{}", target.host.as_deref().unwrap_or(""), target.port.unwrap_or(0)).parse().ok();
+            shared.sink.event(failure_event(id, target.agent.clone(), remote, true, &err));
+        }
+    }
+}
+
+async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(TcpStream, Connection)> {
+    let agent = target.agent.clone().unwrap_or_default();
+    let proto = &shared.proto;
+    // The responder's key: given, else the store's, else the one its agent id names.
+    let remote_key = match (&proto.identity, target.key) {
+        (None, _) => None,
+        (Some(_), Some(k)) => Some(k),
+        (Some(_), None) => {
+            let stored = tokio::time::timeout(proto.handshake_timeout, shared.store.peer_key(agent.clone()))
+                .await
+                .map_err(|_| Error::LookupFailed(format!("key of {agent}: timed out")))?
+                .map_err(|e| Error::LookupFailed(format!("key of {agent}: {e}")))?;
+            Some(stored.or_else(|| proto::keys::agent_key(&agent)).ok_or(Error::UnknownPeer { agent: agent.clone() })?)
+        }
+    };
+    let host = target.host.clone().unwrap_or_default();
+    let port = target.port.unwrap_or(0);
+    let addr = format!("{host}:{port}");
+    let connect = tokio::time::timeout(proto.handshake_timeout, TcpStream::connect((host.as_str(), port)));
+    let stream = match connect.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(Error::ConnectFailed { addr, reason: e.to_string() }),
+        Err(_) => return Err(Error::ConnectFailed { addr, reason: "timed out".into() }),
+    };
+    let _ = stream.set_nodelay(true);
+    let dial = match (&opts.ticket, opts.referee) {
+        (_, true) => Dial::Referee,
+        (Some(ticket), false) => {
+            let local = shared.local.lock().ok().and_then(|g| *g);
+            let from = proto::Address {
+                agent: shared.cfg.agent.clone(),
+                host: Some(shared.cfg.host.clone()),
+                port: local.map(|a| a.port()).or(Some(shared.cfg.port)),
+            };
+            Dial::Ticket { ticket: ticket.clone(), from }
+        }
+        (None, false) => Dial::Key,
+    };
+    let spec = DialSpec {
+        dial,
+        local_agent: shared.cfg.agent.clone(),
+        remote_agent: agent,
+        remote_key,
+        timestamp: super::next_timestamp(),
+    };
+    let conn = Connection::initiator(shared.proto.clone(), Instant::now().into_std(), spec)?;
+    Ok((stream, conn))
+}
+
+/// Drive one connection until it ends, then settle everything it held.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    new: NewLink,
+    stream: TcpStream,
+    mut conn: Connection,
+    mut pending: Option<PendingGuard>,
+) {
+    let NewLink { id, rx: mut cmds, cancel } = new;
+    let remote = stream.peer_addr().ok();
+    let (rd, wr) = stream.into_split();
+    let limit = shared.proto.codec_limit();
+    let mut reader = FramedRead::new(rd, frame::codec(limit));
+    let written = Arc::new(AtomicU64::new(0));
+    let (wtx, wrx) = mpsc::channel::<WriteItem>(MAX_QUEUED_WRITES);
+    let mut writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(limit)), wrx, written.clone()));
+    let mut wtx = Some(wtx);
+    let mut writer_done = false;
+    let (ans_tx, mut ans_rx) = mpsc::channel::<Answer>(2);
+    let mut outq: VecDeque<WriteItem> = VecDeque::new();
+    let mut info: Option<LinkInfo> = None;
+    let mut close_reason: Option<CloseReason> = None;
+    let mut cancelled = false;
+    let encrypted = shared.proto.identity.is_some();
+
+    let outcome: Result<()> = loop {
+        while let Some(f) = conn.poll_transmit() {
+            outq.push_back(WriteItem { frames: vec![f], done: None });
+        }
+        while let Some(event) = conn.poll_event() {
+            match event {
+                Event::Need(need) => spawn_lookup(&shared, need, ans_tx.clone()),
+                Event::Open(peer) => {
+                    pending.take();
+                    let li = LinkInfo {
+                        link: id,
+                        agent: peer.agent.clone(),
+                        remote: remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                        pattern: peer.pattern,
+                        native: peer.native,
+                        initiator: peer.initiator,
+                        encrypted,
+                    };
+                    shared.registry.opened(id, &li);
+                    shared.sink.event(PeerEvent {
+                        kind: EventKind::Open,
+                        link: id,
+                        agent: li.agent.clone(),
+                        remote,
+                        pattern: Some(li.pattern),
+                        initiator: li.initiator,
+                        reason: None,
+                        message: None,
+                        clean: true,
+                        written: 0,
+                    });
+                    info = Some(li);
+                }
+                Event::Message { data, early } => {
+                    if let Some(li) = &info {
+                        shared.sink.message(li, data, early);
+                    }
+                }
+                Event::Closing(reason) => {
+                    close_reason = Some(reason);
+                    shared.registry.closing(id);
+                    requeue(&shared, &mut cmds);
+                }
+            }
+        }
+        if conn.is_closed() {
+            break Ok(());
+        }
+        // Once closing and everything queued is with the writer, let it
+        // finish: it flushes and sends our FIN while we keep reading.
+        if conn.is_draining() && outq.is_empty() {
+            wtx = None;
+        }
+        let deadline = conn.poll_timeout().map(Instant::from_std);
+        let now = || Instant::now().into_std();
+        tokio::select! {
+            permit = reserve(&wtx), if !outq.is_empty() => match (permit, outq.pop_front()) {
+                (Some(p), Some(item)) => p.send(item),
+                _ => break Err(Error::ConnectionClosed),
+            },
+            frame = reader.next() => match frame {
+                Some(Ok(body)) => if let Err(e) = conn.handle_frame(now(), &body) { break Err(e) },
+                Some(Err(e)) => break Err(codec_error(&e, limit)),
+                None => {
+                    if let Err(e) = conn.handle_eof() { break Err(e) }
+                    close_reason.get_or_insert(CloseReason::PeerClosed);
+                    break Ok(());
+                }
+            },
+            Some(answer) = ans_rx.recv() => if let Err(e) = conn.handle_lookup(now(), answer) { break Err(e) },
+            cmd = cmds.recv(), if conn.is_open() && outq.len() < MAX_QUEUED_WRITES => match cmd {
+                Some(Cmd::Send(out)) => match conn.send(now(), &out.data) {
+                    Ok(frames) => outq.push_back(WriteItem { frames, done: Some(out.done) }),
+                    Err(e) => { let _ = out.done.send(Err(e)); }
+                },
+                Some(Cmd::Connect(w)) => { let _ = w.send(info.clone().ok_or(Error::ConnectionClosed)); }
+                None => {}
+            },
+            () = sleep_until(deadline) => if let Err(e) = conn.handle_timeout(now()) { break Err(e) },
+            () = cancel.cancelled(), if !cancelled => {
+                cancelled = true;
+                conn.close(now());
+                if conn.is_closed() { break Err(Error::Closed) }
+            },
+            res = &mut writer, if !writer_done => {
+                writer_done = true;
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break Err(e),
+                    Err(join) => break Err(Error::Internal(format!("writer task: {join}"))),
+                }
+            },
+        }
+    };
+
+    // Settle: nothing this link held may be left unanswered.
+    drop(pending);
+    while let Some(f) = conn.poll_transmit() {
+        outq.push_back(WriteItem { frames: vec![f], done: None });
+    }
+    shared.registry.closing(id);
+    let was_open = info.is_some();
+    match &outcome {
+        Ok(()) => {
+            if was_open {
+                requeue(&shared, &mut cmds);
+            } else {
+                reject_all(&mut cmds, &Error::ConnectionClosed);
+            }
+        }
+        Err(e) if was_open && !e.is_refusal() => requeue(&shared, &mut cmds),
+        Err(e) => reject_all(&mut cmds, e),
+    }
+    // After an orderly end, frames already encrypted are still written (the
+    // other side reads until our FIN). After a failure only handshake frames
+    // (a refusal `A`) go out; encrypted messages are rejected, not written.
+    if let Some(tx) = wtx.take() {
+        for item in outq.drain(..) {
+            if outcome.is_ok() || item.done.is_none() {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            } else if let Some(done) = item.done {
+                let _ = done.send(Err(outcome.clone().err().unwrap_or(Error::ConnectionClosed)));
+            }
+        }
+    }
+    for item in outq.drain(..) {
+        if let Some(done) = item.done {
+            let _ = done.send(Err(Error::ConnectionClosed));
+        }
+    }
+    if !writer_done {
+        if tokio::time::timeout(shared.proto.drain_timeout, &mut writer).await.is_err() {
+            writer.abort();
+        }
+    }
+    shared.registry.remove(id);
+    let agent = info.as_ref().and_then(|i| i.agent.clone());
+    let event = match (&outcome, was_open) {
+        (Ok(()), true) | (Err(_), true) => PeerEvent {
+            kind: EventKind::Close,
+            link: id,
+            agent,
+            remote,
+            pattern: info.as_ref().map(|i| i.pattern),
+            initiator: info.as_ref().is_some_and(|i| i.initiator),
+            reason: Some(match &outcome {
+                Ok(()) => close_reason.unwrap_or(CloseReason::PeerClosed).code().to_owned(),
+                Err(e) => e.code().to_owned(),
+            }),
+            message: outcome.as_ref().err().map(ToString::to_string),
+            clean: outcome.is_ok(),
+            written: written.load(Ordering::Relaxed),
+        },
+        (Ok(()), false) => failure_event(id, None, remote, conn.is_initiator(), &Error::Closed),
+        (Err(e), false) => failure_event(id, None, remote, conn.is_initiator(), e),
+    };
+    shared.sink.event(event);
+}
+
+/// The event for a connection that never opened.
+fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, initiator: bool, err: &Error) -> PeerEvent {
+    PeerEvent {
+        kind: if err.is_refusal() { EventKind::Refused } else { EventKind::Error },
+        link: id,
+        agent,
+        remote,
+        pattern: None,
+        initiator,
+        reason: Some(err.code().to_owned()),
+        message: Some(err.to_string()),
+        clean: false,
+        written: 0,
+    }
+}
+
+async fn reserve(tx: &Option<mpsc::Sender<WriteItem>>) -> Option<mpsc::Permit<'_, WriteItem>> {
+    match tx {
+        Some(tx) => tx.reserve().await.ok(),
+        None => None,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn codec_error(err: &std::io::Error, limit: usize) -> Error {
+    // LengthDelimitedCodec reports an oversized length as InvalidData.
+    if err.kind() == std::io::ErrorKind::InvalidData {
+        Error::FrameTooLarge { max: limit }
+    } else {
+        Error::from_io(err)
+    }
+}
+
+fn reject(cmd: Cmd, err: &Error) {
+    match cmd {
+        Cmd::Send(out) => {
+            let _ = out.done.send(Err(err.clone()));
+        }
+        Cmd::Connect(w) => {
+            let _ = w.send(Err(err.clone()));
+        }
+    }
+}
+
+fn reject_all(cmds: &mut mpsc::Receiver<Cmd>, err: &Error) {
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        reject(cmd, err);
+    }
+}
+
+/// Hand messages this link will not write to the registry, for another link.
+fn requeue(shared: &Arc<Shared>, cmds: &mut mpsc::Receiver<Cmd>) {
+    cmds.close();
+    while let Ok(cmd) = cmds.try_recv() {
+        match cmd {
+            Cmd::Send(mut out) if out.attempts + 1 < MAX_ATTEMPTS => {
+                out.attempts += 1;
+                let shared2 = shared.clone();
+                shared.tasks.spawn(async move { registry::dispatch(&shared2, out).await });
+            }
+            other => reject(other, &Error::ConnectionClosed),
+        }
+    }
+}
+
+fn spawn_lookup(shared: &Arc<Shared>, need: Need, answers: mpsc::Sender<Answer>) {
+    let store = shared.store.clone();
+    let deadline = shared.proto.handshake_timeout;
+    let raw = shared.proto.identity.is_none();
+    tokio::spawn(async move {
+        let answer = match need {
+            // Raw mode without a key source: simulations admit every agent.
+            Need::PeerKey { .. } if raw && !store.has_keys() => Answer::Key(Some([0; 32])),
+            Need::PeerKey { agent } => match tokio::time::timeout(deadline, store.peer_key(agent)).await {
+                Ok(Ok(key)) => Answer::Key(key),
+                Ok(Err(e)) => Answer::Failed(e),
+                Err(_) => Answer::Failed("timed out".into()),
+            },
+            Need::Ticket { ticket, from } => match tokio::time::timeout(deadline, store.check_ticket(ticket, from)).await {
+                Ok(Ok(ok)) => Answer::Ticket(ok),
+                Ok(Err(e)) => Answer::Failed(e),
+                Err(_) => Answer::Failed("timed out".into()),
+            },
+        };
+        let _ = answers.send(answer).await;
+    });
+}
+
+/// Write frames in batches: feed everything queued, flush once, then resolve
+/// the sends. Ends (and shuts down the write half, sending FIN) when the link
+/// drops its end of the queue.
+async fn write_loop(
+    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    mut rx: mpsc::Receiver<WriteItem>,
+    written: Arc<AtomicU64>,
+) -> Result<()> {
+    let mut batch: Vec<WriteItem> = Vec::new();
+    while let Some(item) = rx.recv().await {
+        batch.push(item);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut result = Ok(());
+        'feed: for item in &mut batch {
+            for f in item.frames.drain(..) {
+                if let Err(e) = sink.feed(Bytes::from(f)).await {
+                    result = Err(e);
+                    break 'feed;
+                }
+            }
+        }
+        if result.is_ok() {
+            result = SinkExt::<Bytes>::flush(&mut sink).await;
+        }
+        match result {
+            Ok(()) => {
+                for item in batch.drain(..) {
+                    if let Some(done) = item.done {
+                        written.fetch_add(1, Ordering::Relaxed);
+                        let _ = done.send(Ok(()));
+                    }
+                }
+            }
+            Err(e) => {
+                let err = Error::from_io(&e);
+                rx.close();
+                for item in batch.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                    if let Some(done) = item.done {
+                        let _ = done.send(Err(err.clone()));
+                    }
+                }
+                return Err(err);
+            }
+        }
+    }
+    // Bounded: a peer that stopped reading must not hold us forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), SinkExt::<Bytes>::close(&mut sink)).await;
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Agent ids and Noise static keys (PROTOCOL.md §1).
+//!
+//! An agent id is the base64url (unpadded) text of an Ed25519 public key. The
+//! node's Noise static pair is the X25519 pair that the standard birational map
+//! derives from its Ed25519 pair, so an agent id alone names its Noise key.
+
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+
+/// An X25519 key (public or private): 32 bytes.
+pub type Key = [u8; 32];
+
+/// Length of a Noise X25519 key.
+pub const KEY_LEN: usize = 32;
+
+/// A node identity: its agent id and the X25519 pair derived from its Ed25519 pair.
+#[derive(Clone)]
+pub struct Identity {
+    pub agent: String,
+    pub public: Key,
+    pub private: Key,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("agent", &self.agent)
+            .field("private", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Derive an identity from a 32-byte Ed25519 seed. The caller supplies the
+    /// randomness; this module has none of its own.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(seed);
+        let mut private = signing.to_scalar_bytes();
+        // libsodium's crypto_sign_ed25519_sk_to_curve25519 returns the clamped
+        // scalar; clamp too, so both produce the same private key bytes.
+        private[0] &= 248;
+        private[31] &= 127;
+        private[31] |= 64;
+        Self {
+            agent: encode(signing.verifying_key().as_bytes()),
+            public: signing.verifying_key().to_montgomery().to_bytes(),
+            private,
+        }
+    }
+}
+
+/// The X25519 public key named by an agent id, when the id is the base64url
+/// text of a valid Ed25519 point. `None` for anything else (for example the
+/// ids of nodes that run with plain X25519 keys, whose keys come from the store).
+pub fn agent_key(agent: &str) -> Option<Key> {
+    let bytes: [u8; 32] = decode(agent)?.try_into().ok()?;
+    let point = VerifyingKey::from_bytes(&bytes).ok()?;
+    Some(point.to_montgomery().to_bytes())
+}
+
+/// base64url without padding, the form of `mychips.agents.agent`.
+pub fn encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decode base64url text, with or without padding.
+pub fn decode(text: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| URL_SAFE.decode(text))
+        .ok()
+}
+
+/// Check that a key given by the caller has the length of an X25519 key.
+pub fn key_from_slice(bytes: &[u8]) -> Option<Key> {
+    bytes.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_id_names_the_derived_key() {
+        let id = Identity::from_seed(&[7u8; 32]);
+        assert_eq!(agent_key(&id.agent), Some(id.public));
+        assert_eq!(id.agent.len(), 43, "32 bytes of unpadded base64url");
+    }
+
+    #[test]
+    fn derived_private_key_matches_derived_public_key() {
+        // X25519(private, basepoint) must give the public key derived from the
+        // Ed25519 point, or handshakes with other implementations fail.
+        let id = Identity::from_seed(&[42u8; 32]);
+        // An IK initiator also needs the remote key; an NK responder needs only ours.
+        let kp = snow::Builder::new(crate::proto::suite::params("NK"))
+            .local_private_key(&id.private)
+            .and_then(|b| b.build_responder());
+        assert!(kp.is_ok());
+        let hs = snow::resolvers::DefaultResolver;
+        let mut dh = snow::resolvers::CryptoResolver::resolve_dh(&hs, &snow::params::DHChoice::Curve25519)
+            .expect("snow has curve25519");
+        dh.set(&id.private);
+        assert_eq!(dh.pubkey(), id.public);
+    }
+
+    #[test]
+    fn libsodium_vector() {
+        // Known answer computed with libsodium (sodium-native 4):
+        // crypto_sign_seed_keypair(seed = 0x42 * 32), then
+        // crypto_sign_ed25519_{pk,sk}_to_curve25519.
+        let id = Identity::from_seed(&[0x42; 32]);
+        assert_eq!(id.agent, "IVL40Zt5HSRFMkLhXy6rbLfP-ntqXtMAl5YOBpiB2xI");
+        let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(hex(&id.public), "cc4f2cdb695dd766f34118eb67b98652fed1d8bc49c330b119bbfa8a64989378");
+        assert_eq!(hex(&id.private), "90e7595fc89e52fdfddce9c6a43d74dbf6047025ee0462d2d172e8b6a2841d6e");
+    }
+
+    #[test]
+    fn rejects_ids_that_are_not_ed25519_points() {
+        assert_eq!(agent_key("not base64!"), None);
+        assert_eq!(agent_key(&encode(&[1u8; 31])), None);
+    }
+}
