@@ -5,7 +5,10 @@ export declare class NativePeer {
   constructor(options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void)
   /** Start listening; resolves with the bound address. */
   listen(): Promise<ListenAddress>
-  /** Send one message (JSON object text); resolves once written to the socket. */
+  /**
+   * Send one message (JSON object text); resolves once written to the socket.
+   * The message is queued before this returns, so sends keep call order.
+   */
   send(to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): Promise<void>
   /** Open (or reuse) a link without sending. */
   connect(to: NativeTarget, options?: NativeSendOptions | undefined | null): Promise<LinkSummary>

@@ -190,6 +190,7 @@ class NoisePeer {
     }
     const message = JSON.parse(d.data) // the core checked it is one JSON object
     const from = d.from
+    if (from.agent === undefined) from.agent = null // anonymous referee query
     if (d.early) from.early = true
     for (const fn of this._messageListeners) {
       try { fn(from, message) } catch (err) { this._listenerFailed(err) }

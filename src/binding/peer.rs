@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{within_runtime_if_available, Buffer, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 
 use super::callbacks::{key_from_js, JsCallback, JsSink, JsStore, Reply, SharedStore};
@@ -125,11 +126,19 @@ impl NativePeer {
     }
 
     /// Send one message (JSON object text); resolves once written to the socket.
-    #[napi]
-    pub async fn send(&self, to: NativeTarget, data: String, options: Option<NativeSendOptions>) -> Result<()> {
+    /// The message is queued before this returns, so sends keep call order.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn send<'env>(
+        &self,
+        env: &'env Env,
+        to: NativeTarget,
+        data: String,
+        options: Option<NativeSendOptions>,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let to = target(to).map_err(to_js)?;
         let opts = send_options(options).map_err(to_js)?;
-        self.peer.send(to, data.into_bytes(), opts).await.map_err(to_js)
+        let sent = within_runtime_if_available(|| self.peer.send(to, data.into_bytes(), opts));
+        env.spawn_future(async move { sent.await.map_err(to_js) })
     }
 
     /// Open (or reuse) a link without sending.

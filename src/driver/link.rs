@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::listener::PendingGuard;
-use super::registry::{self, NewLink, MAX_ATTEMPTS};
+use super::registry::{NewLink, Retire};
 use super::{EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
 use crate::error::{CloseReason, Error, Result};
 use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need};
@@ -65,11 +65,8 @@ pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts
         Ok((stream, conn)) => run(shared, new, stream, conn, None).await,
         Err(err) => {
             let NewLink { id, mut rx, .. } = new;
+            shared.registry.retire(&shared, id, &mut rx, Retire::Reject(err.clone()));
             shared.registry.remove(id);
-            rx.close();
-            while let Ok(cmd) = rx.try_recv() {
-                reject(cmd, &err);
-            }
             let remote = format!("{}:{}", target.host.as_deref().unwrap_or(""), target.port.unwrap_or(0)).parse().ok();
             shared.sink.event(failure_event(id, target.agent.clone(), remote, true, &err));
         }
@@ -190,8 +187,7 @@ pub(crate) async fn run(
                 }
                 Event::Closing(reason) => {
                     close_reason = Some(reason);
-                    shared.registry.closing(id);
-                    requeue(&shared, &mut cmds);
+                    shared.registry.retire(&shared, id, &mut cmds, Retire::Requeue);
                 }
             }
         }
@@ -250,19 +246,16 @@ pub(crate) async fn run(
     while let Some(f) = conn.poll_transmit() {
         outq.push_back(WriteItem { frames: vec![f], done: None });
     }
-    shared.registry.closing(id);
     let was_open = info.is_some();
-    match &outcome {
-        Ok(()) => {
-            if was_open {
-                requeue(&shared, &mut cmds);
-            } else {
-                reject_all(&mut cmds, &Error::ConnectionClosed);
-            }
-        }
-        Err(e) if was_open && !e.is_refusal() => requeue(&shared, &mut cmds),
-        Err(e) => reject_all(&mut cmds, e),
-    }
+    // Unsent messages of a link that was open go to the next link; those of a
+    // link that never opened share its fate (the next attempt would too).
+    let retire = match &outcome {
+        Ok(()) if was_open => Retire::Requeue,
+        Ok(()) => Retire::Reject(Error::ConnectionClosed),
+        Err(e) if was_open && !e.is_refusal() => Retire::Requeue,
+        Err(e) => Retire::Reject(e.clone()),
+    };
+    shared.registry.retire(&shared, id, &mut cmds, retire);
     // After an orderly end, frames already encrypted are still written (the
     // other side reads until our FIN). After a failure only handshake frames
     // (a refusal `A`) go out; encrypted messages are rejected, not written.
@@ -350,35 +343,13 @@ fn codec_error(err: &std::io::Error, limit: usize) -> Error {
     }
 }
 
-fn reject(cmd: Cmd, err: &Error) {
+pub(crate) fn reject(cmd: Cmd, err: &Error) {
     match cmd {
         Cmd::Send(out) => {
             let _ = out.done.send(Err(err.clone()));
         }
         Cmd::Connect(w) => {
             let _ = w.send(Err(err.clone()));
-        }
-    }
-}
-
-fn reject_all(cmds: &mut mpsc::Receiver<Cmd>, err: &Error) {
-    cmds.close();
-    while let Ok(cmd) = cmds.try_recv() {
-        reject(cmd, err);
-    }
-}
-
-/// Hand messages this link will not write to the registry, for another link.
-fn requeue(shared: &Arc<Shared>, cmds: &mut mpsc::Receiver<Cmd>) {
-    cmds.close();
-    while let Ok(cmd) = cmds.try_recv() {
-        match cmd {
-            Cmd::Send(mut out) if out.attempts + 1 < MAX_ATTEMPTS => {
-                out.attempts += 1;
-                let shared2 = shared.clone();
-                shared.tasks.spawn(async move { registry::dispatch(&shared2, out).await });
-            }
-            other => reject(other, &Error::ConnectionClosed),
         }
     }
 }

@@ -197,21 +197,24 @@ impl Peer {
         listener::start(self.shared.clone()).await
     }
 
-    /// Send one message (JSON object text). Resolves once its frames were
-    /// handed to the socket; opens or reuses a link as needed.
-    pub async fn send(&self, target: Target, data: Vec<u8>, opts: SendOptions) -> Result<()> {
-        self.check_open()?;
-        if data.len() > self.shared.proto.max_message {
-            return Err(Error::InvalidArgument(format!(
+    /// Send one message (JSON object text). The message is queued before this
+    /// returns, so messages keep the order of the calls; the future resolves
+    /// once its frames were handed to the socket. Opens or reuses a link.
+    /// Must be called inside the tokio runtime's context (it may dial).
+    pub fn send(&self, target: Target, data: Vec<u8>, opts: SendOptions) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let (done, result) = tokio::sync::oneshot::channel();
+        if let Err(e) = self.check_open() {
+            let _ = done.send(Err(e));
+        } else if data.len() > self.shared.proto.max_message {
+            let _ = done.send(Err(Error::InvalidArgument(format!(
                 "message of {} bytes exceeds the limit of {} bytes",
                 data.len(),
                 self.shared.proto.max_message
-            )));
+            ))));
+        } else {
+            registry::submit(&self.shared, link::Outgoing { data, done, target, opts, attempts: 0 });
         }
-        let (done, result) = tokio::sync::oneshot::channel();
-        let out = link::Outgoing { data, done, target, opts, attempts: 0 };
-        registry::dispatch(&self.shared, out).await;
-        result.await.unwrap_or(Err(Error::ConnectionClosed))
+        async move { result.await.unwrap_or(Err(Error::ConnectionClosed)) }
     }
 
     /// Open (or reuse) a link without sending; resolves when it is open.

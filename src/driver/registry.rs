@@ -6,6 +6,12 @@
 //! link. Outbound links are registered while still opening, so that several
 //! sends before the link is open queue on one connection. Anonymous referee
 //! links (NK) are kept apart from the authenticated ones.
+//!
+//! Order: routing a message and pushing it onto a link's queue happen under
+//! one lock, synchronously in the caller (the JavaScript thread, in call
+//! order); a closing link takes its unsent messages off its queue and routes
+//! them to the next link under the same lock. So messages to one agent keep
+//! the order in which `send` was called, across link changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,8 +23,6 @@ use super::link::{self, Cmd, Outgoing};
 use super::{LinkInfo, SendOptions, Shared, Target};
 use crate::error::{Error, Result};
 
-/// Messages queued per link while it opens (further sends wait for room).
-const LINK_QUEUE: usize = 1024;
 /// How many links a message may be handed to before its send is rejected.
 pub(crate) const MAX_ATTEMPTS: u8 = 3;
 
@@ -36,7 +40,7 @@ enum Phase {
 }
 
 struct Entry {
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::UnboundedSender<Cmd>,
     phase: Phase,
     route: Option<Route>,
     info: Option<LinkInfo>,
@@ -70,7 +74,7 @@ pub struct Registry {
 /// A new link's end of its command queue.
 pub(crate) struct NewLink {
     pub id: u64,
-    pub rx: mpsc::Receiver<Cmd>,
+    pub rx: mpsc::UnboundedReceiver<Cmd>,
     pub cancel: CancellationToken,
 }
 
@@ -83,18 +87,9 @@ impl Registry {
 
     /// Register a link whose peer is not known yet (inbound, or dialling).
     pub(crate) fn add(&self, shutdown: &CancellationToken, route: Option<(String, bool)>) -> NewLink {
-        let (tx, rx) = mpsc::channel(LINK_QUEUE);
-        let cancel = shutdown.child_token();
-        let mut inner = self.lock();
-        inner.next_id += 1;
-        let id = inner.next_id;
-        let route = route.map(|(agent, anonymous)| Route { agent, anonymous });
-        if let Some(r) = &route {
-            inner.routes.entry(r.clone()).or_default().push(id);
-        }
-        inner.links.insert(id, Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone() });
-        NewLink { id, rx, cancel }
+        add_locked(&mut self.lock(), shutdown, route)
     }
+
 
     /// The handshake completed: route messages for this agent here.
     pub(crate) fn opened(&self, id: u64, info: &LinkInfo) {
@@ -114,12 +109,25 @@ impl Registry {
         }
     }
 
-    /// The link is closing: send nothing more through it.
-    pub(crate) fn closing(&self, id: u64) {
+    /// The link will send nothing more: take it off its route and settle what
+    /// is still queued on it. Unsent messages go to another link (`requeue`),
+    /// or are rejected with `err`.
+    pub(crate) fn retire(&self, shared: &Arc<Shared>, id: u64, cmds: &mut mpsc::UnboundedReceiver<Cmd>, outcome: Retire) {
         let mut inner = self.lock();
         inner.unroute(id);
         if let Some(entry) = inner.links.get_mut(&id) {
             entry.phase = Phase::Closing;
+        }
+        cmds.close();
+        while let Ok(cmd) = cmds.try_recv() {
+            match (cmd, &outcome) {
+                (Cmd::Send(mut out), Retire::Requeue) if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() => {
+                    out.attempts += 1;
+                    submit_locked(&mut inner, shared, out);
+                }
+                (cmd, Retire::Requeue) => link::reject(cmd, &Error::ConnectionClosed),
+                (cmd, Retire::Reject(err)) => link::reject(cmd, err),
+            }
         }
     }
 
@@ -157,72 +165,84 @@ impl Registry {
         v
     }
 
-    /// The queue of the link a message for `target` goes on, dialling a new
-    /// link when there is none. Prefers an open link, the newest one.
-    fn route(&self, shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(u64, mpsc::Sender<Cmd>)> {
-        let inner = self.lock();
-        if let Some(id) = target.link {
-            return match inner.links.get(&id) {
-                Some(e) if e.phase != Phase::Closing => Ok((id, e.tx.clone())),
-                _ => Err(Error::ConnectionClosed),
-            };
-        }
-        let agent = target
-            .agent
-            .clone()
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
-        let route = Route { agent: agent.clone(), anonymous: opts.referee };
-        let candidates = inner.routes.get(&route).cloned().unwrap_or_default();
-        let pick = |phase| {
-            candidates.iter().rev().find(|id| inner.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed()))
-        };
-        if let Some(&id) = pick(Phase::Open).or_else(|| pick(Phase::Opening)) {
-            if let Some(e) = inner.links.get(&id) {
-                return Ok((id, e.tx.clone()));
-            }
-        }
-        if target.host.is_none() || target.port.is_none() {
-            return Err(Error::InvalidArgument(format!("no open link to {agent}, and no host and port to dial")));
-        }
-        drop(inner);
-        let new = self.add(&shared.shutdown, Some((agent, opts.referee)));
-        let id = new.id;
-        let tx = self.lock().links.get(&id).map(|e| e.tx.clone()).ok_or(Error::Closed)?;
-        shared.tasks.spawn(link::dial(shared.clone(), new, target.clone(), opts.clone()));
-        Ok((id, tx))
-    }
-
-    fn forget_if_dead(&self, id: u64) {
-        let mut inner = self.lock();
-        if inner.links.get(&id).is_some_and(|e| e.tx.is_closed()) {
-            inner.unroute(id);
-            inner.links.remove(&id);
-        }
-    }
 }
 
-/// Hand a message to a link (dialling one if needed). Every path ends with
-/// `out.done` answered, here or by the link.
-pub(crate) async fn dispatch(shared: &Arc<Shared>, mut out: Outgoing) {
-    loop {
-        if shared.shutdown.is_cancelled() {
-            let _ = out.done.send(Err(Error::Closed));
-            return;
+/// What a retiring link does with messages still queued on it.
+pub(crate) enum Retire {
+    /// Hand them to another link (nothing of them was written).
+    Requeue,
+    /// Reject them: the reason applies to any link to that peer.
+    Reject(Error),
+}
+
+fn add_locked(inner: &mut Inner, shutdown: &CancellationToken, route: Option<(String, bool)>) -> NewLink {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let cancel = shutdown.child_token();
+    inner.next_id += 1;
+    let id = inner.next_id;
+    let route = route.map(|(agent, anonymous)| Route { agent, anonymous });
+    if let Some(r) = &route {
+        inner.routes.entry(r.clone()).or_default().push(id);
+    }
+    inner.links.insert(id, Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone() });
+    NewLink { id, rx, cancel }
+}
+
+/// The queue of the link a message for `target` goes on, dialling a new link
+/// when there is none. Prefers an open link, the newest one.
+fn route_locked(inner: &mut Inner, shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(u64, mpsc::UnboundedSender<Cmd>)> {
+    if shared.shutdown.is_cancelled() {
+        return Err(Error::Closed);
+    }
+    if let Some(id) = target.link {
+        return match inner.links.get(&id) {
+            Some(e) if e.phase != Phase::Closing => Ok((id, e.tx.clone())),
+            _ => Err(Error::ConnectionClosed),
+        };
+    }
+    let agent = target
+        .agent
+        .clone()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
+    let route = Route { agent: agent.clone(), anonymous: opts.referee };
+    let live = |phase| {
+        inner.routes.get(&route).into_iter().flatten().rev().copied().find(|id| {
+            inner.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed())
+        })
+    };
+    if let Some(id) = live(Phase::Open).or_else(|| live(Phase::Opening)) {
+        if let Some(e) = inner.links.get(&id) {
+            return Ok((id, e.tx.clone()));
         }
-        let (id, tx) = match shared.registry.route(shared, &out.target, &out.opts) {
+    }
+    if target.host.is_none() || target.port.is_none() {
+        return Err(Error::InvalidArgument(format!("no open link to {agent}, and no host and port to dial")));
+    }
+    let new = add_locked(inner, &shared.shutdown, Some((agent, opts.referee)));
+    let id = new.id;
+    let tx = inner.links.get(&id).map(|e| e.tx.clone()).ok_or(Error::Closed)?;
+    shared.tasks.spawn(link::dial(shared.clone(), new, target.clone(), opts.clone()));
+    Ok((id, tx))
+}
+
+/// Put a message on the queue of its link; answers `out.done` itself when no
+/// link can take it.
+fn submit_locked(inner: &mut Inner, shared: &Arc<Shared>, mut out: Outgoing) {
+    for _ in 0..MAX_ATTEMPTS {
+        let (id, tx) = match route_locked(inner, shared, &out.target, &out.opts) {
             Ok(r) => r,
             Err(e) => {
                 let _ = out.done.send(Err(e));
                 return;
             }
         };
-        match tx.send(Cmd::Send(out)).await {
+        match tx.send(Cmd::Send(out)) {
             Ok(()) => return,
-            // The link ended between routing and queueing; it wrote nothing
-            // of this message, so another link may take it.
+            // The link's task has ended; it wrote nothing of this message.
             Err(mpsc::error::SendError(cmd)) => {
-                shared.registry.forget_if_dead(id);
+                inner.unroute(id);
+                inner.links.remove(&id);
                 match cmd {
                     Cmd::Send(o) => out = o,
                     Cmd::Connect(_) => return,
@@ -230,18 +250,22 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, mut out: Outgoing) {
             }
         }
     }
+    let _ = out.done.send(Err(Error::ConnectionClosed));
+}
+
+/// Queue a message for sending, synchronously (so messages keep call order).
+/// Must run inside the tokio runtime's context: it may spawn a dial task.
+pub(crate) fn submit(shared: &Arc<Shared>, out: Outgoing) {
+    submit_locked(&mut shared.registry.lock(), shared, out);
 }
 
 /// Open (or reuse) a link and wait until it is open.
 pub(crate) async fn connect(shared: &Arc<Shared>, target: Target, opts: SendOptions) -> Result<LinkInfo> {
-    for _ in 0..MAX_ATTEMPTS {
-        let (id, tx) = shared.registry.route(shared, &target, &opts)?;
-        let (done, result) = oneshot::channel();
-        if tx.send(Cmd::Connect(done)).await.is_err() {
-            shared.registry.forget_if_dead(id);
-            continue;
-        }
-        return result.await.unwrap_or(Err(Error::ConnectionClosed));
+    let (done, result) = oneshot::channel();
+    {
+        let mut inner = shared.registry.lock();
+        let (_, tx) = route_locked(&mut inner, shared, &target, &opts)?;
+        tx.send(Cmd::Connect(done)).map_err(|_| Error::ConnectionClosed)?;
     }
-    Err(Error::ConnectionClosed)
+    result.await.unwrap_or(Err(Error::ConnectionClosed))
 }

@@ -609,6 +609,8 @@ impl Connection {
             Reply::Legacy => false,
             Reply::Refused(code) => return Err(refusal(&code, hs.is_raw(), &agent)),
         };
+        // Raw mode proves no key, whatever we dialled with.
+        let key = key.filter(|_| !hs.is_raw());
         // The responder wrote the last message, so it sends with the first key.
         let transport = hs.into_transport(false)?;
         let peer = PeerInfo { agent: Some(agent), pattern, native, key, initiator: true };

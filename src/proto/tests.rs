@@ -1063,9 +1063,16 @@ fn truncated_first_messages_are_refused_without_panic() -> TestResult {
         for len in 0..first.len() {
             let mut side = Side::new(fresh_responder(&b), knows(&[&a]));
             side.frame(t0(), &first[..len]);
-            let want = if len == 0 { Some(Error::EmptyFrame) } else { Some(Error::Decrypt) };
-            assert_eq!(side.error, want, "{:?} cut to {len} bytes", char::from(first[0]));
-            assert!(side.needs.is_empty() && side.events.is_empty() && side.wire.is_empty());
+            let what = format!("{:?} cut to {len} bytes: {:?}", char::from(first[0]), side.error);
+            match (len, &side.error) {
+                (0, Some(Error::EmptyFrame)) | (_, Some(Error::Decrypt)) => assert!(side.wire.is_empty(), "{what}"),
+                // The ephemeral key is random: a cut of a byte or two that happen
+                // to be ASCII digits parses as JSON, which reads as a raw-mode
+                // peer and earns it the plaintext mode-mismatch notice.
+                (1..=3, Some(Error::ModeMismatch(_))) => assert_eq!(letters(&side.wire), "A", "{what}"),
+                _ => panic!("{what}"),
+            }
+            assert!(side.needs.is_empty() && side.events.is_empty(), "{what}");
         }
     }
     Ok(())

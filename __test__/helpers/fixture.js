@@ -1,0 +1,67 @@
+'use strict'
+// Peer factories and waiting helpers for the NoisePeer suites.
+const { NoisePeer, generateKeypair } = require('../..')
+
+// A small world of nodes that know each other's keys (a tally relation each way).
+class World {
+  constructor () {
+    this.keys = new Map() // agent -> X25519 public key
+    this.peers = []
+  }
+
+  identity () {
+    const id = generateKeypair()
+    this.keys.set(id.agent, id.publicKey)
+    return id
+  }
+
+  // A listening peer that records every message and event it sees.
+  async peer (options = {}) {
+    const id = options.identity || this.identity()
+    const peer = new NoisePeer({
+      agent: id.agent,
+      keys: options.encrypt === false ? undefined : { publicKey: id.publicKey, privateKey: id.privateKey },
+      encrypt: options.encrypt,
+      peerKey: async (agent) => this.keys.get(agent) || null,
+      checkTicket: async (ticket) => ticket === 'good-ticket',
+      ...options.peer
+    })
+    peer.id = id
+    peer.received = []
+    peer.events = []
+    peer.onMessage((from, message) => peer.received.push({ from, message }))
+    peer.onEvent((event) => peer.events.push(event))
+    const { host, port } = await peer.listen()
+    peer.addr = { agent: id.agent, host, port }
+    this.peers.push(peer)
+    return peer
+  }
+
+  async close () {
+    await Promise.all(this.peers.map(p => p.close()))
+    this.peers = []
+  }
+}
+
+// Poll until `predicate()` is truthy; fail with `what` after `ms`.
+async function waitFor (predicate, what = 'condition', ms = 5000) {
+  const until = Date.now() + ms
+  while (!predicate()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+}
+
+const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
+
+// Resolves with the error a promise rejects with; fails if it resolves.
+async function rejection (promise) {
+  try {
+    await promise
+  } catch (err) {
+    return err
+  }
+  throw new Error('expected a rejection, but it resolved')
+}
+
+module.exports = { World, waitFor, sleep, rejection }
