@@ -96,6 +96,8 @@ class NoisePeer {
     this._eventListeners = []
     this._held = []
     this._closed = null
+    this._keepAlive = null // a ref'd timer: a listening peer keeps Node running, like net.Server
+    this._unref = false
     this._native = new native.NativePeer({
       agent: o.agent,
       host: String(o.host),
@@ -118,8 +120,28 @@ class NoisePeer {
   async listen () {
     try {
       this.address = await this._native.listen()
-      return { ...this.address }
     } catch (err) { throw fromNative(err) }
+    // The listening socket lives in Rust, where libuv cannot see it; this timer
+    // stands in for it so the process stays up while we listen, until close().
+    if (!this._keepAlive && !this._closed) {
+      this._keepAlive = setInterval(() => {}, 1 << 30)
+      if (this._unref) this._keepAlive.unref()
+    }
+    return { ...this.address }
+  }
+
+  /** Let the process exit even while listening (like net.Server#unref). */
+  unref () {
+    this._unref = true
+    if (this._keepAlive) this._keepAlive.unref()
+    return this
+  }
+
+  /** Undo unref(): keep the process running while listening (the default). */
+  ref () {
+    this._unref = false
+    if (this._keepAlive) this._keepAlive.ref()
+    return this
   }
 
   /** Call `fn(from, message)` for every message. Returns a function that removes it. */
@@ -173,6 +195,10 @@ class NoisePeer {
 
   /** Stop listening and close every link; afterwards the process can exit. */
   close () {
+    if (this._keepAlive) {
+      clearInterval(this._keepAlive)
+      this._keepAlive = null
+    }
     if (!this._closed) {
       this._closed = this._native.close().catch(fromNative).then(() => {
         this._messageListeners = []

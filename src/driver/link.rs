@@ -45,8 +45,9 @@ pub(crate) struct Outgoing {
 
 pub(crate) enum Cmd {
     Send(Outgoing),
-    /// Answer once the link is open.
-    Connect(oneshot::Sender<Result<LinkInfo>>),
+    /// Answer once the link is open (the address lets a closing link pass
+    /// the request on to the next one).
+    Connect { done: oneshot::Sender<Result<LinkInfo>>, target: Target, opts: SendOptions },
 }
 
 /// Frames for the writer, and who to tell once they are flushed.
@@ -135,9 +136,13 @@ pub(crate) async fn run(
     let (rd, wr) = stream.into_split();
     let limit = shared.proto.codec_limit();
     let mut reader = FramedRead::new(rd, frame::codec(limit));
+    // Writing needs its own limit: a node that refuses legacy callers may
+    // still dial a JavaScript node, which must get a long message as one
+    // oversized `T`. The core has already bounded the message size.
+    let write_limit = shared.proto.max_frame.max(shared.proto.max_message + 1 + frame::TAG_LEN);
     let written = Arc::new(AtomicU64::new(0));
     let (wtx, wrx) = mpsc::channel::<WriteItem>(MAX_QUEUED_WRITES);
-    let mut writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(limit)), wrx, written.clone()));
+    let mut writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(write_limit)), wrx, written.clone()));
     let mut wtx = Some(wtx);
     let mut writer_done = false;
     let (ans_tx, mut ans_rx) = mpsc::channel::<Answer>(2);
@@ -221,7 +226,7 @@ pub(crate) async fn run(
                     Ok(frames) => outq.push_back(WriteItem { frames, done: Some(out.done) }),
                     Err(e) => { let _ = out.done.send(Err(e)); }
                 },
-                Some(Cmd::Connect(w)) => { let _ = w.send(info.clone().ok_or(Error::ConnectionClosed)); }
+                Some(Cmd::Connect { done, .. }) => { let _ = done.send(info.clone().ok_or(Error::ConnectionClosed)); }
                 None => {}
             },
             () = sleep_until(deadline) => if let Err(e) = conn.handle_timeout(now()) { break Err(e) },
@@ -348,8 +353,8 @@ pub(crate) fn reject(cmd: Cmd, err: &Error) {
         Cmd::Send(out) => {
             let _ = out.done.send(Err(err.clone()));
         }
-        Cmd::Connect(w) => {
-            let _ = w.send(Err(err.clone()));
+        Cmd::Connect { done, .. } => {
+            let _ = done.send(Err(err.clone()));
         }
     }
 }

@@ -125,6 +125,18 @@ impl Registry {
                     out.attempts += 1;
                     submit_locked(&mut inner, shared, out);
                 }
+                (Cmd::Connect { done, target, opts }, Retire::Requeue) if target.link.is_none() => {
+                    match route_locked(&mut inner, shared, &target, &opts) {
+                        Ok((_, tx)) => {
+                            if let Err(mpsc::error::SendError(cmd)) = tx.send(Cmd::Connect { done, target, opts }) {
+                                link::reject(cmd, &Error::ConnectionClosed);
+                            }
+                        }
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                        }
+                    }
+                }
                 (cmd, Retire::Requeue) => link::reject(cmd, &Error::ConnectionClosed),
                 (cmd, Retire::Reject(err)) => link::reject(cmd, err),
             }
@@ -137,13 +149,14 @@ impl Registry {
         inner.links.remove(&id);
     }
 
-    /// Start an orderly close of every link to `agent`.
+    /// Start an orderly close of every link to `agent`. The links keep their
+    /// route until they retire, so what is sent meanwhile queues behind the
+    /// messages already on them and moves, in order, to the next link.
     pub fn end_agent(&self, agent: &str) -> usize {
         let inner = self.lock();
         let mut n = 0;
         for anonymous in [false, true] {
-            let route = Route { agent: agent.to_owned(), anonymous };
-            for id in inner.routes.get(&route).into_iter().flatten() {
+            for id in inner.routes.get(&Route { agent: agent.to_owned(), anonymous }).into_iter().flatten() {
                 if let Some(e) = inner.links.get(id) {
                     e.cancel.cancel();
                     n += 1;
@@ -245,7 +258,7 @@ fn submit_locked(inner: &mut Inner, shared: &Arc<Shared>, mut out: Outgoing) {
                 inner.links.remove(&id);
                 match cmd {
                     Cmd::Send(o) => out = o,
-                    Cmd::Connect(_) => return,
+                    Cmd::Connect { .. } => return,
                 }
             }
         }
@@ -265,7 +278,7 @@ pub(crate) async fn connect(shared: &Arc<Shared>, target: Target, opts: SendOpti
     {
         let mut inner = shared.registry.lock();
         let (_, tx) = route_locked(&mut inner, shared, &target, &opts)?;
-        tx.send(Cmd::Connect(done)).map_err(|_| Error::ConnectionClosed)?;
+        tx.send(Cmd::Connect { done, target, opts }).map_err(|_| Error::ConnectionClosed)?;
     }
     result.await.unwrap_or(Err(Error::ConnectionClosed))
 }

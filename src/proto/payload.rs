@@ -180,7 +180,12 @@ pub fn check_message(bytes: &[u8]) -> Result<()> {
 /// True when bytes that failed to decrypt look like a plaintext handshake
 /// payload, i.e. the other side runs in raw mode (PROTOCOL.md §7).
 pub fn looks_like_plaintext(bytes: &[u8]) -> bool {
-    !bytes.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    // A raw message 1 is a JSON object (`I`, `Q`) or string (`N`). Anything
+    // looser would take a garbled ciphertext cut to a digit or two for JSON.
+    matches!(
+        serde_json::from_slice::<Value>(bytes),
+        Ok(Value::Object(_) | Value::String(_))
+    )
 }
 
 #[cfg(test)]

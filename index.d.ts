@@ -1,0 +1,140 @@
+// Types for the public entry (index.js). The native layer's own types are
+// generated into binding.d.ts by `napi build`.
+
+/// <reference types="node" />
+
+/** A CHIP address, plus optional routing details. */
+export interface Address {
+  /** Agent id: base64url text of the node's Ed25519 public key. */
+  agent?: string
+  host?: string
+  port?: number
+  /** The agent's X25519 public key, when known (Buffer, Uint8Array or base64url). */
+  key?: Buffer | Uint8Array | string
+  /** Send on this link only (how a referee answers an anonymous query). */
+  link?: number
+}
+
+export interface Keypair {
+  /** Agent id: base64url (no padding) of the Ed25519 public key. */
+  agent: string
+  /** X25519 public key, 32 bytes, derived from the Ed25519 key. */
+  publicKey: Buffer
+  /** X25519 private key, 32 bytes. */
+  privateKey: Buffer
+}
+
+export interface NoisePeerOptions {
+  /** Our agent id. */
+  agent: string
+  /** Listen address. Default '127.0.0.1'. */
+  host?: string
+  /** Listen port; 0 picks a free one. Default 0. */
+  port?: number
+  /** Our X25519 pair. Omit (or `encrypt: false`) for raw mode. */
+  keys?: { publicKey?: Buffer | Uint8Array | string, privateKey: Buffer | Uint8Array | string }
+  /** Default true when keys are given. */
+  encrypt?: boolean
+  /** Responder idle timeout in ms; 0 turns it off. Default 60000. */
+  timeout?: number
+  /** A connection not open this long after accept/connect is closed. Default 5000. */
+  handshakeTimeout?: number
+  /** How long an orderly close waits for the other side's end. Default 2000. */
+  drainTimeout?: number
+  /** Largest frame body accepted. Default 65536. */
+  maxFrame?: number
+  /** Largest message sent or accepted. Default 1048576. */
+  maxMessage?: number
+  /** Inbound connections in their handshake, in total. Default 256. */
+  maxPending?: number
+  /** The same, per remote IP. Default 32. */
+  maxPendingPerIp?: number
+  /** Answer anonymous referee queries ('Q'). Default false. */
+  referee?: boolean
+  /** Accept JavaScript (legacy) initiators, whose first message can be replayed. Default false. */
+  legacy?: boolean
+  /** The X25519 key of a partner agent, or null if it is not a partner (KK). */
+  peerKey?: (agent: string) => Promise<Buffer | Uint8Array | string | null> | Buffer | null
+  /** May this one-time ticket open a link (IK)? */
+  checkTicket?: (ticket: unknown, from: { agent: string, host?: string, port?: number }) => Promise<boolean> | boolean
+}
+
+export interface From {
+  /** The peer's agent; null for an anonymous referee query (NK). */
+  agent: string | null
+  /** The socket's remote address. */
+  host: string
+  port: number
+  pattern: 'IK' | 'KK' | 'NK'
+  /** Process-unique link id (reply with `send({ link }, ...)`). */
+  link: number
+  /** The other end runs this implementation. */
+  native: boolean
+  /** We opened the link. */
+  initiator: boolean
+  encrypted: boolean
+  /** The message rode in a legacy initiator's handshake (replayable). */
+  early?: boolean
+}
+
+export interface PeerEvent {
+  type: 'open' | 'close' | 'refused' | 'error'
+  link: number
+  agent?: string
+  host?: string
+  port?: number
+  pattern?: string
+  initiator: boolean
+  /** ERR_* code for failures; IDLE_TIMEOUT, PEER_CLOSED or LOCAL_CLOSE for orderly closes. */
+  reason?: string
+  message?: string
+  /** For 'close': orderly, so every message written reached the other side's reader. */
+  clean: boolean
+  /** For 'close': messages written on the link. */
+  written: number
+}
+
+export interface LinkSummary {
+  link: number
+  agent?: string
+  host: string
+  port: number
+  pattern: string
+  native: boolean
+  initiator: boolean
+}
+
+export interface SendOptions {
+  /** First contact: open with IK and this one-time ticket. */
+  ticket?: unknown
+  /** Anonymous referee query (NK). */
+  referee?: boolean
+}
+
+/** An error from NoisePeer: `code` is a stable ERR_* string. */
+export interface NoiseError extends Error {
+  code: string
+}
+
+export declare class NoisePeer {
+  constructor (options: NoisePeerOptions)
+  readonly agent: string
+  readonly encrypted: boolean
+  listen (): Promise<{ host: string, port: number }>
+  onMessage (fn: (from: From, message: any) => void): () => void
+  onEvent (fn: (event: PeerEvent) => void): () => void
+  connect (address: Address, options?: SendOptions): Promise<LinkSummary>
+  send (address: Address, message: object, options?: SendOptions): Promise<void>
+  end (agent: string): number
+  links (): LinkSummary[]
+  close (): Promise<void>
+  /** Let the process exit even while listening (like net.Server#unref). */
+  unref (): this
+  /** Keep the process running while listening (the default). */
+  ref (): this
+}
+
+export declare function generateKeypair (): Keypair
+export declare function keypairFromSeed (seed: Buffer): Keypair
+export declare function agentKey (agent: string): Buffer | null
+export declare const DEFAULTS: Readonly<Required<Omit<NoisePeerOptions, 'agent' | 'keys' | 'peerKey' | 'checkTicket'>>>
