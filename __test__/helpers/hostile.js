@@ -174,7 +174,8 @@ async function kkClient (port, me, responderKey, { ms = 3000 } = {}) {
   const kOut = Buffer.alloc(256)
   noise.writeMessage(hs, toJson(Date.now()), kOut)
   const kMsg = Buffer.from(kOut.subarray(0, noise.writeMessage.bytes))
-  c.sock.write(Buffer.concat([frame('N', nMsg), frame('K', kMsg)]))
+  c.hello = Buffer.concat([frame('N', nMsg), frame('K', kMsg)])
+  c.sock.write(c.hello)
   // Wait for A.
   const end = Date.now() + ms
   let buf = Buffer.alloc(0)

@@ -63,7 +63,10 @@ pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts
         _ = new.cancel.cancelled() => Err(Error::Closed),
     };
     match started {
-        Ok((stream, conn)) => run(shared, new, stream, conn, None).await,
+        Ok((stream, conn, remote)) => {
+            let peer = Dialled { agent: target.agent.clone(), remote };
+            run(shared, new, stream, conn, Origin::Dialled(peer)).await;
+        }
         Err(err) => {
             let NewLink { id, mut rx, .. } = new;
             shared.registry.retire(&shared, id, &mut rx, Retire::Reject(err.clone()));
@@ -74,7 +77,7 @@ pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts
     }
 }
 
-async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(TcpStream, Connection)> {
+async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(TcpStream, Connection, Option<SocketAddr>)> {
     let agent = target.agent.clone().unwrap_or_default();
     let proto = &shared.proto;
     // The responder's key: given, else the store's, else the one its agent id names.
@@ -95,10 +98,15 @@ async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -
     let connect = tokio::time::timeout(proto.handshake_timeout, TcpStream::connect((host.as_str(), port)));
     let stream = match connect.await {
         Ok(Ok(s)) => s,
+        // A reset here means something accepted and then dropped us.
+        Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) => {
+            return Err(Error::ConnectionReset)
+        }
         Ok(Err(e)) => return Err(Error::ConnectFailed { addr, reason: e.to_string() }),
         Err(_) => return Err(Error::ConnectFailed { addr, reason: "timed out".into() }),
     };
     let _ = stream.set_nodelay(true);
+    let remote = stream.peer_addr().ok().or_else(|| addr.parse().ok());
     let dial = match (&opts.ticket, opts.referee) {
         (_, true) => Dial::Referee,
         (Some(ticket), false) => {
@@ -120,19 +128,29 @@ async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -
         timestamp: super::next_timestamp(),
     };
     let conn = Connection::initiator(shared.proto.clone(), Instant::now().into_std(), spec)?;
-    Ok((stream, conn))
+    Ok((stream, conn, remote))
+}
+
+/// Whom we dialled (reported if the link fails before its handshake ends).
+pub(crate) struct Dialled {
+    pub agent: Option<String>,
+    pub remote: Option<SocketAddr>,
+}
+
+/// How a connection came to be. The remote address is taken when the socket
+/// is accepted or connected: once a reset arrives, the socket no longer knows it.
+pub(crate) enum Origin {
+    Accepted { remote: SocketAddr, pending: PendingGuard },
+    Dialled(Dialled),
 }
 
 /// Drive one connection until it ends, then settle everything it held.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    new: NewLink,
-    stream: TcpStream,
-    mut conn: Connection,
-    mut pending: Option<PendingGuard>,
-) {
+pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mut conn: Connection, origin: Origin) {
     let NewLink { id, rx: mut cmds, cancel } = new;
-    let remote = stream.peer_addr().ok();
+    let (remote, mut pending, dialled_agent) = match origin {
+        Origin::Accepted { remote, pending } => (Some(remote), Some(pending), None),
+        Origin::Dialled(d) => (d.remote, None, d.agent),
+    };
     let (rd, wr) = stream.into_split();
     let limit = shared.proto.codec_limit();
     let mut reader = FramedRead::new(rd, frame::codec(limit));
@@ -303,8 +321,8 @@ pub(crate) async fn run(
             clean: outcome.is_ok(),
             written: written.load(Ordering::Relaxed),
         },
-        (Ok(()), false) => failure_event(id, None, remote, conn.is_initiator(), &Error::Closed),
-        (Err(e), false) => failure_event(id, None, remote, conn.is_initiator(), e),
+        (Ok(()), false) => failure_event(id, dialled_agent, remote, conn.is_initiator(), &Error::Closed),
+        (Err(e), false) => failure_event(id, dialled_agent, remote, conn.is_initiator(), e),
     };
     shared.sink.event(event);
 }
@@ -340,11 +358,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn codec_error(err: &std::io::Error, limit: usize) -> Error {
-    // LengthDelimitedCodec reports an oversized length as InvalidData.
-    if err.kind() == std::io::ErrorKind::InvalidData {
-        Error::FrameTooLarge { max: limit }
-    } else {
-        Error::from_io(err)
+    match err.kind() {
+        // LengthDelimitedCodec reports an oversized length as InvalidData...
+        std::io::ErrorKind::InvalidData => Error::FrameTooLarge { max: limit },
+        // ...and the end of the stream inside a frame as Other ("bytes
+        // remaining on stream"); socket failures have kinds of their own.
+        std::io::ErrorKind::Other => Error::ConnectionClosed,
+        _ => Error::from_io(err),
     }
 }
 

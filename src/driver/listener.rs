@@ -94,7 +94,8 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, pending: Pendin
                 let _ = stream.set_nodelay(true);
                 let new = shared.registry.add(&shared.shutdown, None);
                 let conn = Connection::responder(shared.proto.clone(), shared.replay.clone(), Instant::now().into_std());
-                shared.tasks.spawn(link::run(shared.clone(), new, stream, conn, Some(guard)));
+                let origin = link::Origin::Accepted { remote, pending: guard };
+                shared.tasks.spawn(link::run(shared.clone(), new, stream, conn, origin));
             }
             Err(e) => {
                 // A connection reset before we accepted it, or the process is
