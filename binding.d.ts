@@ -2,14 +2,16 @@
 /* eslint-disable */
 
 export declare class NativePeer {
-  constructor(options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void)
+  constructor(options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void)
   /** Start listening; resolves with the bound address. */
   listen(): Promise<ListenAddress>
   /**
-   * Send one message (JSON object text); resolves once written to the socket.
-   * The message is queued before this returns, so sends keep call order.
+   * Queue one message (JSON object text) for sending. How it ends (written
+   * to the socket, or why not) is reported once, with `id`, to `onSent`.
+   * Queued before this returns, so messages keep call order. Throws only
+   * for bad arguments.
    */
-  send(to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): Promise<void>
+  send(id: number, to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): void
   /** Open (or reuse) a link without sending. */
   connect(to: NativeTarget, options?: NativeSendOptions | undefined | null): Promise<LinkSummary>
   /** Close, in order, the links to an agent; returns how many. */
@@ -23,18 +25,22 @@ export declare class NativePeer {
 }
 
 /**
+ * Test hook: panic in Rust, synchronously (`"sync"`) or inside a promise
+ * (`"async"`), to prove a panic becomes a JavaScript error instead of
+ * aborting Node. Inert unless MYCHIPS_NOISE_TEST_HOOKS=1.
+ */
+export declare function __panicForTest(kind: string): Promise<void> | void
+
+/**
  * The X25519 public key an agent id names, or null when the id is not the
  * base64url text of an Ed25519 public key.
  */
 export declare function agentKey(agent: string): Buffer | null
 
-/** A message for the application. */
+/** Messages from one link, in the order they arrived. */
 export interface Delivery {
   from: FromInfo
-  /** The message's JSON text. */
-  data: string
-  /** It rode in a legacy initiator's replayable handshake message. */
-  early: boolean
+  messages: Array<MessageInfo>
 }
 
 /** A connection event. */
@@ -116,6 +122,14 @@ export interface LookupRequest {
   from?: string
 }
 
+/** One message. */
+export interface MessageInfo {
+  /** The message's JSON text. */
+  data: string
+  /** It rode in a legacy initiator's replayable handshake message. */
+  early: boolean
+}
+
 /** Settings for a native peer (the JavaScript layer fills in defaults). */
 export interface NativeOptions {
   agent: string
@@ -150,4 +164,11 @@ export interface NativeTarget {
   port?: number
   key?: Buffer
   link?: number
+}
+
+/** How one send ended: no `code` means written to the socket. */
+export interface SendResult {
+  id: number
+  code?: string
+  message?: string
 }

@@ -31,8 +31,15 @@ function fromNative (err) {
   if (m) {
     err.code = m[1]
     err.message = m[2]
+  } else if (err && err.code === 'GenericFailure') {
+    err.code = 'ERR_INTERNAL' // a Rust panic, caught at the binding
   }
   return err
+}
+
+// Run a synchronous native call, with its error mapped.
+function call (fn) {
+  try { return fn() } catch (err) { throw fromNative(err) }
 }
 
 function invalid (message) {
@@ -98,7 +105,10 @@ class NoisePeer {
     this._closed = null
     this._keepAlive = null // a ref'd timer: a listening peer keeps Node running, like net.Server
     this._unref = false
-    this._native = new native.NativePeer({
+    this._listening = false
+    this._sends = new Map() // send id -> { resolve, reject }
+    this._nextSend = 0
+    this._native = call(() => new native.NativePeer({
       agent: o.agent,
       host: String(o.host),
       port: o.port,
@@ -113,7 +123,7 @@ class NoisePeer {
       referee: !!o.referee,
       acceptLegacy: !!o.legacy,
       hasPeerKey: !!o.peerKey
-    }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r))
+    }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r), (results) => this._sent(results)))
   }
 
   /** Start listening. Resolves with `{ host, port }`. */
@@ -121,27 +131,36 @@ class NoisePeer {
     try {
       this.address = await this._native.listen()
     } catch (err) { throw fromNative(err) }
-    // The listening socket lives in Rust, where libuv cannot see it; this timer
-    // stands in for it so the process stays up while we listen, until close().
-    if (!this._keepAlive && !this._closed) {
-      this._keepAlive = setInterval(() => {}, 1 << 30)
-      if (this._unref) this._keepAlive.unref()
-    }
+    this._listening = !this._closed
+    this._holdProcess()
     return { ...this.address }
   }
 
   /** Let the process exit even while listening (like net.Server#unref). */
   unref () {
     this._unref = true
-    if (this._keepAlive) this._keepAlive.unref()
+    this._holdProcess()
     return this
   }
 
   /** Undo unref(): keep the process running while listening (the default). */
   ref () {
     this._unref = false
-    if (this._keepAlive) this._keepAlive.ref()
+    this._holdProcess()
     return this
+  }
+
+  // Sockets and callbacks live in Rust, where libuv cannot see them. A ref'd
+  // timer stands in for them: the process stays up while we listen (unless
+  // unref'd) and while any send is unsettled, and not a moment longer.
+  _holdProcess () {
+    const needed = (this._listening && !this._unref) || this._sends.size > 0
+    if (needed && !this._keepAlive) {
+      this._keepAlive = setInterval(() => {}, 1 << 30)
+    } else if (!needed && this._keepAlive) {
+      clearInterval(this._keepAlive)
+      this._keepAlive = null
+    }
   }
 
   /** Call `fn(from, message)` for every message. Returns a function that removes it. */
@@ -172,35 +191,64 @@ class NoisePeer {
    * Send one message (a plain object). Opens a link if none is open; resolves once
    * the message has been handed to the socket, rejects with a coded error otherwise.
    */
-  async send (address, message, opts) {
-    const target = toTarget(address)
-    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-      throw invalid('a message must be a plain object')
-    }
-    const text = JSON.stringify(message)
+  send (address, message, opts) {
+    let target, text, options
     try {
-      await this._native.send(target, text, toSendOptions(opts))
-    } catch (err) { throw fromNative(err) }
+      target = toTarget(address)
+      if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+        throw invalid('a message must be a plain object')
+      }
+      text = JSON.stringify(message)
+      options = toSendOptions(opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const id = ++this._nextSend
+    return new Promise((resolve, reject) => {
+      this._sends.set(id, { resolve, reject })
+      try {
+        this._native.send(id, target, text, options)
+      } catch (err) {
+        this._sends.delete(id)
+        reject(fromNative(err))
+      }
+      this._holdProcess()
+    })
+  }
+
+  // Send outcomes, in batches from Rust: each settles its promise exactly once.
+  _sent (results) {
+    for (const { id, code, message } of results) {
+      const pending = this._sends.get(id)
+      if (!pending) continue
+      this._sends.delete(id)
+      if (code) {
+        const err = new Error(message)
+        err.code = code
+        pending.reject(err)
+      } else {
+        pending.resolve()
+      }
+    }
+    this._holdProcess()
   }
 
   /** Close, in order, every link to `agent`. Returns how many there were. */
   end (agent) {
-    return this._native.end(String(agent))
+    return call(() => this._native.end(String(agent)))
   }
 
   /** The links open now. */
   links () {
-    return this._native.links()
+    return call(() => this._native.links())
   }
 
   /** Stop listening and close every link; afterwards the process can exit. */
   close () {
-    if (this._keepAlive) {
-      clearInterval(this._keepAlive)
-      this._keepAlive = null
-    }
+    this._listening = false
+    this._holdProcess()
     if (!this._closed) {
-      this._closed = this._native.close().catch(fromNative).then(() => {
+      this._closed = this._native.close().catch((err) => { throw fromNative(err) }).then(() => {
         this._messageListeners = []
         this._eventListeners = []
       })
@@ -208,18 +256,22 @@ class NoisePeer {
     return this._closed
   }
 
+  // A batch of messages from one link, in order.
   _deliver (d) {
     if (this._messageListeners.length === 0) {
       if (this._held.length < EARLY_BUFFER) this._held.push(d)
-      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: 'ERR_NO_LISTENER', message: 'a message arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
+      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: 'ERR_NO_LISTENER', message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
       return
     }
-    const message = JSON.parse(d.data) // the core checked it is one JSON object
-    const from = d.from
-    if (from.agent === undefined) from.agent = null // anonymous referee query
-    if (d.early) from.early = true
-    for (const fn of this._messageListeners) {
-      try { fn(from, message) } catch (err) { this._listenerFailed(err) }
+    const base = d.from
+    if (base.agent === undefined) base.agent = null // anonymous referee query
+    for (const m of d.messages) {
+      const message = JSON.parse(m.data) // the core checked it is one JSON object
+      // Each message gets its own `from`, so a listener may keep or change it.
+      const from = m.early ? { ...base, early: true } : { ...base }
+      for (const fn of this._messageListeners) {
+        try { fn(from, message) } catch (err) { this._listenerFailed(err) }
+      }
     }
   }
 
@@ -256,17 +308,17 @@ class NoisePeer {
 
 /** A fresh identity: `{ agent, publicKey, privateKey }` (X25519 pair derived from Ed25519). */
 function generateKeypair () {
-  return native.generateKeypair()
+  return call(() => native.generateKeypair())
 }
 
 /** The identity for a 32-byte Ed25519 seed. */
 function keypairFromSeed (seed) {
-  try { return native.keypairFromSeed(seed) } catch (err) { throw fromNative(err) }
+  return call(() => native.keypairFromSeed(seed))
 }
 
 /** The X25519 public key an agent id names, or null. */
 function agentKey (agent) {
-  return native.agentKey(String(agent))
+  return call(() => native.agentKey(String(agent)))
 }
 
 module.exports = { NoisePeer, generateKeypair, keypairFromSeed, agentKey, DEFAULTS }

@@ -1,7 +1,7 @@
 'use strict'
 // NoisePeer over real loopback sockets: the behaviours a MyCHIPs node relies on.
 const assert = require('assert')
-const { fork } = require('child_process')
+const { fork, spawnSync } = require('child_process')
 const { join } = require('path')
 const sodium = require('sodium-native')
 const { NoisePeer, generateKeypair, agentKey, keypairFromSeed } = require('..')
@@ -313,5 +313,29 @@ describe('two processes', () => {
       child.kill()
       await world.close()
     }
+  })
+})
+
+describe('panics in Rust', () => {
+  it('become JavaScript errors (sync and async); Node keeps running', function () {
+    this.timeout(20000)
+    const script = `
+      const native = require(${JSON.stringify(join(__dirname, '..', 'lib', 'native'))})
+      let sync = null
+      try { native.__panicForTest('sync') } catch (err) { sync = err.message }
+      native.__panicForTest('async').then(
+        () => { console.log('resolved'); process.exit(3) },
+        (err) => { console.log(JSON.stringify({ sync, async: err.message })); process.exit(0) })
+    `
+    const child = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, MYCHIPS_NOISE_TEST_HOOKS: '1', RUST_BACKTRACE: '0' }, encoding: 'utf8', timeout: 15000 })
+    assert.strictEqual(child.status, 0, `child exited ${child.status} (${child.signal || ''}): ${child.stderr}`)
+    const out = JSON.parse(child.stdout.trim().split('\n').pop())
+    assert.match(out.sync, /deliberate panic/)
+    assert.match(out.async, /deliberate panic/)
+  })
+
+  it('the test hook is inert unless enabled', () => {
+    const native = require('../lib/native')
+    assert.throws(() => native.__panicForTest('sync'), /test hooks are off/)
   })
 })

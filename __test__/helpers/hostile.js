@@ -4,6 +4,7 @@
 // test can misbehave after a valid handshake), and child Node processes.
 // Loopback only; every wait is bounded in time.
 
+const wireTap = require('./wire-tap')
 const net = require('net')
 const fs = require('fs')
 const os = require('os')
@@ -33,18 +34,11 @@ function prefix (n, body = Buffer.alloc(0)) {
   return Buffer.concat([len, Buffer.from(body)])
 }
 
-// Split frames off a byte stream; returns { frames: [{letter, body}], rest }.
+// Split frames off a byte stream; returns { frames: [{letter, body}], rest },
+// with `body` the bytes after the letter.
 function parseFrames (buf) {
-  const frames = []
-  let off = 0
-  while (buf.length - off >= 4) {
-    const n = buf.readUInt32BE(off)
-    if (buf.length - off - 4 < n) break
-    const b = buf.subarray(off + 4, off + 4 + n)
-    frames.push({ letter: n ? String.fromCharCode(b[0]) : '', body: b.subarray(1) })
-    off += 4 + n
-  }
-  return { frames, rest: buf.subarray(off) }
+  const { frames, rest } = wireTap.parseFrames(buf)
+  return { frames: frames.map(f => ({ letter: f.letter, body: f.body.subarray(1) })), rest }
 }
 
 // Connect a raw TCP client. Resolves once connected with a handle whose

@@ -16,7 +16,7 @@ use napi::Status;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::options::{Delivery, EventInfo, FromInfo, LookupRequest};
+use super::options::{Delivery, EventInfo, FromInfo, LookupRequest, MessageInfo, SendResult};
 use crate::driver::{LinkInfo, PeerEvent, Sink, Store};
 use crate::proto::{keys, Address, Key};
 
@@ -36,14 +36,46 @@ pub struct JsSink {
 }
 
 impl Sink for JsSink {
-    fn message(&self, from: &LinkInfo, data: Vec<u8>, early: bool) {
-        // The core checked it is one JSON object, which is valid UTF-8.
-        let data = String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-        let _ = self.on_message.call(Delivery { from: FromInfo::from(from), data, early }, ThreadsafeFunctionCallMode::NonBlocking);
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>) {
+        let messages = batch
+            .into_iter()
+            .map(|(data, early)| MessageInfo {
+                // The core checked it is one JSON object, which is valid UTF-8.
+                data: String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                early,
+            })
+            .collect();
+        let _ = self.on_message.call(Delivery { from: FromInfo::from(from), messages }, ThreadsafeFunctionCallMode::NonBlocking);
     }
 
     fn event(&self, event: PeerEvent) {
         let _ = self.on_event.call(EventInfo::from(event), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+/// Most send results handed to JavaScript in one call.
+const RESULT_BATCH: usize = 4096;
+
+/// Report send results to JavaScript in batches: one call for everything that
+/// finished since the last one. Ends when the peer (every sender) is gone.
+pub async fn report_results(
+    mut results: tokio::sync::mpsc::UnboundedReceiver<(u64, crate::Result<()>)>,
+    on_sent: JsCallback<Vec<SendResult>>,
+) {
+    let mut batch = Vec::new();
+    while let Some(first) = results.recv().await {
+        let mut next = Some(first);
+        while let Some((id, result)) = next.take() {
+            let (code, message) = match result {
+                Ok(()) => (None, None),
+                Err(e) => (Some(e.code().to_owned()), Some(e.to_string())),
+            };
+            batch.push(SendResult { id: id as f64, code, message });
+            if batch.len() < RESULT_BATCH {
+                next = results.try_recv().ok();
+            }
+        }
+        let _ = on_sent.call(std::mem::take(&mut batch), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

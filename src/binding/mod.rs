@@ -42,3 +42,24 @@ pub fn keypair_from_seed(seed: napi::bindgen_prelude::Buffer) -> Result<Keypair>
 pub fn agent_key(agent: String) -> Option<napi::bindgen_prelude::Buffer> {
     keys::agent_key(&agent).map(|k| k.to_vec().into())
 }
+
+/// Test hook: panic in Rust, synchronously (`"sync"`) or inside a promise
+/// (`"async"`), to prove a panic becomes a JavaScript error instead of
+/// aborting Node. Inert unless MYCHIPS_NOISE_TEST_HOOKS=1.
+#[napi(catch_unwind, js_name = "__panicForTest", ts_return_type = "Promise<void> | void")]
+pub fn panic_for_test(env: &napi::Env, kind: String) -> Result<Option<napi::bindgen_prelude::PromiseRaw<'_, ()>>> {
+    if std::env::var("MYCHIPS_NOISE_TEST_HOOKS").as_deref() != Ok("1") {
+        return Err(to_js(crate::Error::InvalidArgument("test hooks are off".into())));
+    }
+    match kind.as_str() {
+        "sync" => panic!("deliberate panic for a test"),
+        _ => env
+            .spawn_future(async move {
+                if kind == "async" {
+                    panic!("deliberate panic in a future for a test");
+                }
+                Ok(())
+            })
+            .map(Some),
+    }
+}

@@ -91,14 +91,20 @@ impl From<&LinkInfo> for FromInfo {
     }
 }
 
-/// A message for the application.
+/// One message.
 #[napi(object)]
-pub struct Delivery {
-    pub from: FromInfo,
+pub struct MessageInfo {
     /// The message's JSON text.
     pub data: String,
     /// It rode in a legacy initiator's replayable handshake message.
     pub early: bool,
+}
+
+/// Messages from one link, in the order they arrived.
+#[napi(object)]
+pub struct Delivery {
+    pub from: FromInfo,
+    pub messages: Vec<MessageInfo>,
 }
 
 /// A connection event.
@@ -135,6 +141,14 @@ impl From<PeerEvent> for EventInfo {
             written: e.written as f64,
         }
     }
+}
+
+/// How one send ended: no `code` means written to the socket.
+#[napi(object)]
+pub struct SendResult {
+    pub id: f64,
+    pub code: Option<String>,
+    pub message: Option<String>,
 }
 
 /// A question for the application's key or ticket store.

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{within_runtime_if_available, Buffer, PromiseRaw};
-use napi::Env;
+use napi::bindgen_prelude::{within_runtime_if_available, Buffer};
 use napi_derive::napi;
 
-use super::callbacks::{key_from_js, JsCallback, JsSink, JsStore, Reply, SharedStore};
+use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, Reply, SharedStore};
 use super::error::{to_js, Result};
 use super::options::{
     Delivery, EventInfo, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions, NativeTarget,
+    SendResult,
 };
+use crate::driver::Done;
 use crate::driver::{Peer, PeerConfig, SendOptions, Target};
 use crate::error::Error;
 use crate::proto::{self, keys};
@@ -96,6 +97,8 @@ fn send_options(o: Option<NativeSendOptions>) -> std::result::Result<SendOptions
 pub struct NativePeer {
     peer: Peer,
     store: Arc<JsStore>,
+    /// Where sends report how they ended (batched to `onSent`).
+    results: tokio::sync::mpsc::UnboundedSender<(u64, crate::Result<()>)>,
 }
 
 #[napi]
@@ -103,19 +106,22 @@ impl NativePeer {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void"
+        ts_args_type = "options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void"
     )]
     pub fn new(
         options: NativeOptions,
         on_message: JsCallback<Delivery>,
         on_event: JsCallback<EventInfo>,
         on_request: JsCallback<LookupRequest>,
+        on_sent: JsCallback<Vec<SendResult>>,
     ) -> Result<Self> {
         let has_keys = options.has_peer_key;
         let cfg = config(options).map_err(to_js)?;
         let store = Arc::new(JsStore::new(on_request, has_keys));
         let sink = Arc::new(JsSink { on_message, on_event });
-        Ok(Self { peer: Peer::new(cfg, Arc::new(SharedStore(store.clone())), sink), store })
+        let (results, rx) = tokio::sync::mpsc::unbounded_channel();
+        within_runtime_if_available(|| tokio::spawn(report_results(rx, on_sent)));
+        Ok(Self { peer: Peer::new(cfg, Arc::new(SharedStore(store.clone())), sink), store, results })
     }
 
     /// Start listening; resolves with the bound address.
@@ -125,20 +131,17 @@ impl NativePeer {
         Ok(ListenAddress { host: addr.ip().to_string(), port: u32::from(addr.port()) })
     }
 
-    /// Send one message (JSON object text); resolves once written to the socket.
-    /// The message is queued before this returns, so sends keep call order.
-    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
-    pub fn send<'env>(
-        &self,
-        env: &'env Env,
-        to: NativeTarget,
-        data: String,
-        options: Option<NativeSendOptions>,
-    ) -> Result<PromiseRaw<'env, ()>> {
+    /// Queue one message (JSON object text) for sending. How it ends (written
+    /// to the socket, or why not) is reported once, with `id`, to `onSent`.
+    /// Queued before this returns, so messages keep call order. Throws only
+    /// for bad arguments.
+    #[napi(catch_unwind)]
+    pub fn send(&self, id: f64, to: NativeTarget, data: String, options: Option<NativeSendOptions>) -> Result<()> {
         let to = target(to).map_err(to_js)?;
         let opts = send_options(options).map_err(to_js)?;
-        let sent = within_runtime_if_available(|| self.peer.send(to, data.into_bytes(), opts));
-        env.spawn_future(async move { sent.await.map_err(to_js) })
+        let done = Done::queue(id as u64, self.results.clone());
+        within_runtime_if_available(|| self.peer.send_with(to, data.into_bytes(), opts, done));
+        Ok(())
     }
 
     /// Open (or reuse) a link without sending.

@@ -27,17 +27,20 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::listener::PendingGuard;
 use super::registry::{NewLink, Retire};
-use super::{EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
+use super::{Done, EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
 use crate::error::{CloseReason, Error, Result};
 use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need};
 
 /// Frame batches waiting for the writer before the link stops taking sends.
 const MAX_QUEUED_WRITES: usize = 64;
+/// Frames already received that are handled in one turn, so that their
+/// messages reach JavaScript in one call.
+const MAX_READ_BURST: usize = 64;
 
 /// A message on its way to a link.
 pub(crate) struct Outgoing {
     pub data: Vec<u8>,
-    pub done: oneshot::Sender<Result<()>>,
+    pub done: Done,
     pub target: Target,
     pub opts: SendOptions,
     pub attempts: u8,
@@ -50,14 +53,34 @@ pub(crate) enum Cmd {
     Connect { done: oneshot::Sender<Result<LinkInfo>>, target: Target, opts: SendOptions },
 }
 
+/// Settles a link whose task panicked: tokio contains the panic, and this
+/// guard removes the link from the registry and reports it, so the node
+/// keeps serving everyone else. (Sends queued on it are rejected when their
+/// channel is dropped.)
+struct PanicGuard {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.shared.registry.remove(self.id);
+            let err = Error::Internal("a link task panicked".into());
+            self.shared.sink.event(failure_event(self.id, None, None, false, &err));
+        }
+    }
+}
+
 /// Frames for the writer, and who to tell once they are flushed.
 struct WriteItem {
     frames: Vec<Vec<u8>>,
-    done: Option<oneshot::Sender<Result<()>>>,
+    done: Option<Done>,
 }
 
 /// Open an outbound link: find the key, connect, write message 1, run.
 pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts: SendOptions) {
+    let _guard = PanicGuard { shared: shared.clone(), id: new.id };
     let started = tokio::select! {
         r = start_dial(&shared, &target, &opts) => r,
         _ = new.cancel.cancelled() => Err(Error::Closed),
@@ -147,6 +170,7 @@ pub(crate) enum Origin {
 /// Drive one connection until it ends, then settle everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mut conn: Connection, origin: Origin) {
     let NewLink { id, rx: mut cmds, cancel } = new;
+    let _guard = PanicGuard { shared: shared.clone(), id };
     let (remote, mut pending, dialled_agent) = match origin {
         Origin::Accepted { remote, pending } => (Some(remote), Some(pending), None),
         Origin::Dialled(d) => (d.remote, None, d.agent),
@@ -170,6 +194,7 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
     let mut cancelled = false;
     let encrypted = shared.proto.identity.is_some();
 
+    let mut inbox: Vec<(Vec<u8>, bool)> = Vec::new();
     let outcome: Result<()> = loop {
         while let Some(f) = conn.poll_transmit() {
             outq.push_back(WriteItem { frames: vec![f], done: None });
@@ -203,16 +228,15 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
                     });
                     info = Some(li);
                 }
-                Event::Message { data, early } => {
-                    if let Some(li) = &info {
-                        shared.sink.message(li, data, early);
-                    }
-                }
+                Event::Message { data, early } => inbox.push((data, early)),
                 Event::Closing(reason) => {
                     close_reason = Some(reason);
                     shared.registry.retire(&shared, id, &mut cmds, Retire::Requeue);
                 }
             }
+        }
+        if let (Some(li), false) = (&info, inbox.is_empty()) {
+            shared.sink.messages(li, std::mem::take(&mut inbox));
         }
         if conn.is_closed() {
             break Ok(());
@@ -230,7 +254,10 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
                 _ => break Err(Error::ConnectionClosed),
             },
             frame = reader.next() => match frame {
-                Some(Ok(body)) => if let Err(e) = conn.handle_frame(now(), &body) { break Err(e) },
+                Some(Ok(body)) => {
+                    if let Err(e) = conn.handle_frame(now(), &body) { break Err(e) }
+                    if let Err(e) = read_burst(&mut reader, &mut conn, limit) { break Err(e) }
+                }
                 Some(Err(e)) => break Err(codec_error(&e, limit)),
                 None => {
                     if let Err(e) = conn.handle_eof() { break Err(e) }
@@ -242,7 +269,7 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
             cmd = cmds.recv(), if conn.is_open() && outq.len() < MAX_QUEUED_WRITES => match cmd {
                 Some(Cmd::Send(out)) => match conn.send(now(), &out.data) {
                     Ok(frames) => outq.push_back(WriteItem { frames, done: Some(out.done) }),
-                    Err(e) => { let _ = out.done.send(Err(e)); }
+                    Err(e) => out.done.complete(Err(e)),
                 },
                 Some(Cmd::Connect { done, .. }) => { let _ = done.send(info.clone().ok_or(Error::ConnectionClosed)); }
                 None => {}
@@ -264,7 +291,16 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
         }
     };
 
-    // Settle: nothing this link held may be left unanswered.
+    // Settle: nothing this link held may be left unanswered. Messages that
+    // arrived intact before whatever ended the link are still delivered.
+    while let Some(event) = conn.poll_event() {
+        if let Event::Message { data, early } = event {
+            inbox.push((data, early));
+        }
+    }
+    if let (Some(li), false) = (&info, inbox.is_empty()) {
+        shared.sink.messages(li, std::mem::take(&mut inbox));
+    }
     drop(pending);
     while let Some(f) = conn.poll_transmit() {
         outq.push_back(WriteItem { frames: vec![f], done: None });
@@ -289,13 +325,13 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mu
                     break;
                 }
             } else if let Some(done) = item.done {
-                let _ = done.send(Err(outcome.clone().err().unwrap_or(Error::ConnectionClosed)));
+                done.complete(Err(outcome.clone().err().unwrap_or(Error::ConnectionClosed)));
             }
         }
     }
     for item in outq.drain(..) {
         if let Some(done) = item.done {
-            let _ = done.send(Err(Error::ConnectionClosed));
+            done.complete(Err(Error::ConnectionClosed));
         }
     }
     if !writer_done {
@@ -343,6 +379,23 @@ fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, ini
     }
 }
 
+/// Handle the frames that are already buffered, without waiting for more.
+fn read_burst(reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>, conn: &mut Connection, limit: usize) -> Result<()> {
+    use futures::FutureExt;
+    for _ in 0..MAX_READ_BURST {
+        if !conn.is_open() && !conn.is_draining() {
+            return Ok(()); // handshake frames are handled one at a time
+        }
+        match reader.next().now_or_never() {
+            Some(Some(Ok(body))) => conn.handle_frame(Instant::now().into_std(), &body)?,
+            Some(Some(Err(e))) => return Err(codec_error(&e, limit)),
+            // End of stream, or nothing buffered: the select loop sees it next.
+            Some(None) | None => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 async fn reserve(tx: &Option<mpsc::Sender<WriteItem>>) -> Option<mpsc::Permit<'_, WriteItem>> {
     match tx {
         Some(tx) => tx.reserve().await.ok(),
@@ -371,7 +424,7 @@ fn codec_error(err: &std::io::Error, limit: usize) -> Error {
 pub(crate) fn reject(cmd: Cmd, err: &Error) {
     match cmd {
         Cmd::Send(out) => {
-            let _ = out.done.send(Err(err.clone()));
+            out.done.complete(Err(err.clone()));
         }
         Cmd::Connect { done, .. } => {
             let _ = done.send(Err(err.clone()));
@@ -436,7 +489,7 @@ async fn write_loop(
                 for item in batch.drain(..) {
                     if let Some(done) = item.done {
                         written.fetch_add(1, Ordering::Relaxed);
-                        let _ = done.send(Ok(()));
+                        done.complete(Ok(()));
                     }
                 }
             }
@@ -445,7 +498,7 @@ async fn write_loop(
                 rx.close();
                 for item in batch.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                     if let Some(done) = item.done {
-                        let _ = done.send(Err(err.clone()));
+                        done.complete(Err(err.clone()));
                     }
                 }
                 return Err(err);

@@ -39,7 +39,9 @@ pub trait Store: Send + Sync + 'static {
 
 /// Where the driver reports messages and events. Calls must not block.
 pub trait Sink: Send + Sync + 'static {
-    fn message(&self, from: &LinkInfo, data: Vec<u8>, early: bool);
+    /// Messages from one link, in order: JSON object texts, each with its
+    /// `early` flag. Batched, so a burst costs one call into JavaScript.
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>);
     fn event(&self, event: PeerEvent);
 }
 
@@ -114,6 +116,51 @@ pub struct PeerConfig {
     pub max_pending: usize,
     /// The same, per remote IP address.
     pub max_pending_per_ip: usize,
+}
+
+/// Who hears how a send ended. Told exactly once: by `complete`, or, if the
+/// message is dropped on some path nobody foresaw, by the drop, as
+/// `ConnectionClosed`. So no send is ever left unanswered.
+pub struct Done(Option<DoneTo>);
+
+enum DoneTo {
+    Oneshot(tokio::sync::oneshot::Sender<Result<()>>),
+    /// Results of many sends share one queue (the binding batches them into
+    /// one call into JavaScript).
+    Queue { id: u64, results: tokio::sync::mpsc::UnboundedSender<(u64, Result<()>)> },
+}
+
+impl Done {
+    pub fn oneshot() -> (Self, tokio::sync::oneshot::Receiver<Result<()>>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Some(DoneTo::Oneshot(tx))), rx)
+    }
+
+    pub fn queue(id: u64, results: tokio::sync::mpsc::UnboundedSender<(u64, Result<()>)>) -> Self {
+        Self(Some(DoneTo::Queue { id, results }))
+    }
+
+    pub fn complete(mut self, result: Result<()>) {
+        self.fire(result);
+    }
+
+    fn fire(&mut self, result: Result<()>) {
+        match self.0.take() {
+            Some(DoneTo::Oneshot(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(DoneTo::Queue { id, results }) => {
+                let _ = results.send((id, result));
+            }
+            None => {}
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.fire(Err(Error::ConnectionClosed));
+    }
 }
 
 /// Where to send: an agent's address, or one particular link.
@@ -202,11 +249,17 @@ impl Peer {
     /// once its frames were handed to the socket. Opens or reuses a link.
     /// Must be called inside the tokio runtime's context (it may dial).
     pub fn send(&self, target: Target, data: Vec<u8>, opts: SendOptions) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let (done, result) = tokio::sync::oneshot::channel();
+        let (done, result) = Done::oneshot();
+        self.send_with(target, data, opts, done);
+        async move { result.await.unwrap_or(Err(Error::ConnectionClosed)) }
+    }
+
+    /// `send`, reporting the outcome to `done` instead of a future.
+    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, done: Done) {
         if let Err(e) = self.check_open() {
-            let _ = done.send(Err(e));
+            done.complete(Err(e));
         } else if data.len() > self.shared.proto.max_message {
-            let _ = done.send(Err(Error::InvalidArgument(format!(
+            done.complete(Err(Error::InvalidArgument(format!(
                 "message of {} bytes exceeds the limit of {} bytes",
                 data.len(),
                 self.shared.proto.max_message
@@ -214,7 +267,6 @@ impl Peer {
         } else {
             registry::submit(&self.shared, link::Outgoing { data, done, target, opts, attempts: 0 });
         }
-        async move { result.await.unwrap_or(Err(Error::ConnectionClosed)) }
     }
 
     /// Open (or reuse) a link without sending; resolves when it is open.

@@ -246,7 +246,7 @@ fn submit_locked(inner: &mut Inner, shared: &Arc<Shared>, mut out: Outgoing) {
         let (id, tx) = match route_locked(inner, shared, &out.target, &out.opts) {
             Ok(r) => r,
             Err(e) => {
-                let _ = out.done.send(Err(e));
+                out.done.complete(Err(e));
                 return;
             }
         };
@@ -263,7 +263,7 @@ fn submit_locked(inner: &mut Inner, shared: &Arc<Shared>, mut out: Outgoing) {
             }
         }
     }
-    let _ = out.done.send(Err(Error::ConnectionClosed));
+    out.done.complete(Err(Error::ConnectionClosed));
 }
 
 /// Queue a message for sending, synchronously (so messages keep call order).
