@@ -19,17 +19,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
 
 use super::listener::PendingGuard;
 use super::registry::{NewLink, Retire};
 use super::{Done, EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
 use crate::error::{CloseReason, Error, Result};
-use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need};
+use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need, PeerInfo};
 
 /// Frame batches waiting for the writer before the link stops taking sends.
 const MAX_QUEUED_WRITES: usize = 64;
@@ -168,199 +169,291 @@ pub(crate) enum Origin {
 }
 
 /// Drive one connection until it ends, then settle everything it held.
-pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, mut conn: Connection, origin: Origin) {
-    let NewLink { id, rx: mut cmds, cancel } = new;
+pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, conn: Connection, origin: Origin) {
+    let NewLink { id, rx: cmds, cancel } = new;
     let _guard = PanicGuard { shared: shared.clone(), id };
-    let (remote, mut pending, dialled_agent) = match origin {
+    let (remote, pending, dialled_agent) = match origin {
         Origin::Accepted { remote, pending } => (Some(remote), Some(pending), None),
         Origin::Dialled(d) => (d.remote, None, d.agent),
     };
     let (rd, wr) = stream.into_split();
     let limit = shared.proto.codec_limit();
-    let mut reader = FramedRead::new(rd, frame::codec(limit));
     // Writing needs its own limit: a node that refuses legacy callers may
     // still dial a JavaScript node, which must get a long message as one
     // oversized `T`. The core has already bounded the message size.
     let write_limit = shared.proto.max_frame.max(shared.proto.max_message + 1 + frame::TAG_LEN);
     let written = Arc::new(AtomicU64::new(0));
     let (wtx, wrx) = mpsc::channel::<WriteItem>(MAX_QUEUED_WRITES);
-    let mut writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(write_limit)), wrx, written.clone()));
-    let mut wtx = Some(wtx);
-    let mut writer_done = false;
-    let (ans_tx, mut ans_rx) = mpsc::channel::<Answer>(2);
-    let mut outq: VecDeque<WriteItem> = VecDeque::new();
-    let mut info: Option<LinkInfo> = None;
-    let mut close_reason: Option<CloseReason> = None;
-    let mut cancelled = false;
-    let encrypted = shared.proto.identity.is_some();
+    let writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(write_limit)), wrx, written.clone()));
+    let (answers, answers_rx) = mpsc::channel::<Answer>(2);
+    let mut task = LinkTask {
+        shared,
+        id,
+        conn,
+        cmds,
+        remote,
+        dialled_agent,
+        pending,
+        reader: FramedRead::new(rd, frame::codec(limit)),
+        limit,
+        writer: Some(wtx),
+        writer_task: writer,
+        writer_done: false,
+        written,
+        answers,
+        answers_rx,
+        outq: VecDeque::new(),
+        inbox: Vec::new(),
+        info: None,
+        close_reason: None,
+    };
+    let outcome = task.drive(&cancel).await;
+    task.settle(outcome).await;
+}
 
-    let mut inbox: Vec<(Vec<u8>, bool)> = Vec::new();
-    let outcome: Result<()> = loop {
-        while let Some(f) = conn.poll_transmit() {
-            outq.push_back(WriteItem { frames: vec![f], done: None });
-        }
-        while let Some(event) = conn.poll_event() {
-            match event {
-                Event::Need(need) => spawn_lookup(&shared, need, ans_tx.clone()),
-                Event::Open(peer) => {
-                    pending.take();
-                    let li = LinkInfo {
-                        link: id,
-                        agent: peer.agent.clone(),
-                        remote: remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-                        pattern: peer.pattern,
-                        native: peer.native,
-                        initiator: peer.initiator,
-                        encrypted,
-                    };
-                    shared.registry.opened(id, &li);
-                    shared.sink.event(PeerEvent {
-                        kind: EventKind::Open,
-                        link: id,
-                        agent: li.agent.clone(),
-                        remote,
-                        pattern: Some(li.pattern),
-                        initiator: li.initiator,
-                        reason: None,
-                        message: None,
-                        clean: true,
-                        written: 0,
-                    });
-                    info = Some(li);
-                }
-                Event::Message { data, early } => inbox.push((data, early)),
-                Event::Closing(reason) => {
-                    close_reason = Some(reason);
-                    shared.registry.retire(&shared, id, &mut cmds, Retire::Requeue);
-                }
+/// One connection's task: the core, the socket, and everything it owes.
+struct LinkTask {
+    shared: Arc<Shared>,
+    id: u64,
+    conn: Connection,
+    /// Messages (and connect requests) routed to this link.
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    remote: Option<SocketAddr>,
+    dialled_agent: Option<String>,
+    /// Counts against the pending-inbound caps until the handshake completes.
+    pending: Option<PendingGuard>,
+    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    limit: usize,
+    /// Our end of the writer's queue; dropping it makes the writer send FIN.
+    writer: Option<mpsc::Sender<WriteItem>>,
+    writer_task: tokio::task::JoinHandle<Result<()>>,
+    writer_done: bool,
+    written: Arc<AtomicU64>,
+    answers: mpsc::Sender<Answer>,
+    answers_rx: mpsc::Receiver<Answer>,
+    /// Frames waiting for room in the writer's queue.
+    outq: VecDeque<WriteItem>,
+    /// Messages to hand to the application in one call.
+    inbox: Vec<(Vec<u8>, bool)>,
+    info: Option<LinkInfo>,
+    close_reason: Option<CloseReason>,
+}
+
+impl LinkTask {
+    /// Run until the connection ends: `Ok` for an orderly end.
+    async fn drive(&mut self, cancel: &CancellationToken) -> Result<()> {
+        let mut cancelled = false;
+        loop {
+            self.take_output();
+            if self.conn.is_closed() {
+                return Ok(());
             }
-        }
-        if let (Some(li), false) = (&info, inbox.is_empty()) {
-            shared.sink.messages(li, std::mem::take(&mut inbox));
-        }
-        if conn.is_closed() {
-            break Ok(());
-        }
-        // Once closing and everything queued is with the writer, let it
-        // finish: it flushes and sends our FIN while we keep reading.
-        if conn.is_draining() && outq.is_empty() {
-            wtx = None;
-        }
-        let deadline = conn.poll_timeout().map(Instant::from_std);
-        let now = || Instant::now().into_std();
-        tokio::select! {
-            permit = reserve(&wtx), if !outq.is_empty() => match (permit, outq.pop_front()) {
-                (Some(p), Some(item)) => p.send(item),
-                _ => break Err(Error::ConnectionClosed),
-            },
-            frame = reader.next() => match frame {
-                Some(Ok(body)) => {
-                    if let Err(e) = conn.handle_frame(now(), &body) { break Err(e) }
-                    if let Err(e) = read_burst(&mut reader, &mut conn, limit) { break Err(e) }
-                }
-                Some(Err(e)) => break Err(codec_error(&e, limit)),
-                None => {
-                    if let Err(e) = conn.handle_eof() { break Err(e) }
-                    close_reason.get_or_insert(CloseReason::PeerClosed);
-                    break Ok(());
-                }
-            },
-            Some(answer) = ans_rx.recv() => if let Err(e) = conn.handle_lookup(now(), answer) { break Err(e) },
-            cmd = cmds.recv(), if conn.is_open() && outq.len() < MAX_QUEUED_WRITES => match cmd {
-                Some(Cmd::Send(out)) => match conn.send(now(), &out.data) {
-                    Ok(frames) => outq.push_back(WriteItem { frames, done: Some(out.done) }),
-                    Err(e) => out.done.complete(Err(e)),
+            // Once closing and everything queued is with the writer, let it
+            // finish: it flushes and sends our FIN while we keep reading.
+            if self.conn.is_draining() && self.outq.is_empty() {
+                self.writer = None;
+            }
+            let deadline = self.conn.poll_timeout().map(Instant::from_std);
+            let now = || Instant::now().into_std();
+            let can_send = self.conn.is_open() && self.outq.len() < MAX_QUEUED_WRITES;
+            let writer = self.writer.clone();
+            tokio::select! {
+                permit = reserve(&writer), if !self.outq.is_empty() => match (permit, self.outq.pop_front()) {
+                    (Some(p), Some(item)) => p.send(item),
+                    _ => return Err(Error::ConnectionClosed),
                 },
-                Some(Cmd::Connect { done, .. }) => { let _ = done.send(info.clone().ok_or(Error::ConnectionClosed)); }
-                None => {}
-            },
-            () = sleep_until(deadline) => if let Err(e) = conn.handle_timeout(now()) { break Err(e) },
-            () = cancel.cancelled(), if !cancelled => {
-                cancelled = true;
-                conn.close(now());
-                if conn.is_closed() { break Err(Error::Closed) }
-            },
-            res = &mut writer, if !writer_done => {
-                writer_done = true;
-                match res {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Err(e),
-                    Err(join) => break Err(Error::Internal(format!("writer task: {join}"))),
-                }
-            },
-        }
-    };
-
-    // Settle: nothing this link held may be left unanswered. Messages that
-    // arrived intact before whatever ended the link are still delivered.
-    while let Some(event) = conn.poll_event() {
-        if let Event::Message { data, early } = event {
-            inbox.push((data, early));
-        }
-    }
-    if let (Some(li), false) = (&info, inbox.is_empty()) {
-        shared.sink.messages(li, std::mem::take(&mut inbox));
-    }
-    drop(pending);
-    while let Some(f) = conn.poll_transmit() {
-        outq.push_back(WriteItem { frames: vec![f], done: None });
-    }
-    let was_open = info.is_some();
-    // Unsent messages of a link that was open go to the next link; those of a
-    // link that never opened share its fate (the next attempt would too).
-    let retire = match &outcome {
-        Ok(()) if was_open => Retire::Requeue,
-        Ok(()) => Retire::Reject(Error::ConnectionClosed),
-        Err(e) if was_open && !e.is_refusal() => Retire::Requeue,
-        Err(e) => Retire::Reject(e.clone()),
-    };
-    shared.registry.retire(&shared, id, &mut cmds, retire);
-    // After an orderly end, frames already encrypted are still written (the
-    // other side reads until our FIN). After a failure only handshake frames
-    // (a refusal `A`) go out; encrypted messages are rejected, not written.
-    if let Some(tx) = wtx.take() {
-        for item in outq.drain(..) {
-            if outcome.is_ok() || item.done.is_none() {
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            } else if let Some(done) = item.done {
-                done.complete(Err(outcome.clone().err().unwrap_or(Error::ConnectionClosed)));
+                frame = self.reader.next() => match frame {
+                    Some(Ok(body)) => {
+                        self.conn.handle_frame(now(), &body)?;
+                        self.read_burst()?;
+                    }
+                    Some(Err(e)) => return Err(codec_error(&e, self.limit)),
+                    None => {
+                        self.conn.handle_eof()?;
+                        self.close_reason.get_or_insert(CloseReason::PeerClosed);
+                        return Ok(());
+                    }
+                },
+                Some(answer) = self.answers_rx.recv() => self.conn.handle_lookup(now(), answer)?,
+                cmd = self.cmds.recv(), if can_send => match cmd {
+                    Some(Cmd::Send(out)) => match self.conn.send(now(), &out.data) {
+                        Ok(frames) => self.outq.push_back(WriteItem { frames, done: Some(out.done) }),
+                        Err(e) => out.done.complete(Err(e)),
+                    },
+                    Some(Cmd::Connect { done, .. }) => {
+                        let _ = done.send(self.info.clone().ok_or(Error::ConnectionClosed));
+                    }
+                    None => {}
+                },
+                () = sleep_until(deadline) => self.conn.handle_timeout(now())?,
+                () = cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                    self.conn.close(now());
+                    if self.conn.is_closed() {
+                        return Err(Error::Closed);
+                    }
+                },
+                res = &mut self.writer_task, if !self.writer_done => {
+                    self.writer_done = true;
+                    match res {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(join) => return Err(Error::Internal(format!("writer task: {join}"))),
+                    }
+                },
             }
         }
     }
-    for item in outq.drain(..) {
-        if let Some(done) = item.done {
-            done.complete(Err(Error::ConnectionClosed));
+
+    /// Handle the frames that are already buffered, without waiting for more,
+    /// so that their messages reach the application in one call.
+    fn read_burst(&mut self) -> Result<()> {
+        use futures::FutureExt;
+        for _ in 0..MAX_READ_BURST {
+            if !self.conn.is_open() && !self.conn.is_draining() {
+                return Ok(()); // handshake frames are handled one at a time
+            }
+            match self.reader.next().now_or_never() {
+                Some(Some(Ok(body))) => self.conn.handle_frame(Instant::now().into_std(), &body)?,
+                Some(Some(Err(e))) => return Err(codec_error(&e, self.limit)),
+                // End of stream, or nothing buffered: the select loop sees it next.
+                Some(None) | None => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Act on what the core produced: frames to write, lookups to start,
+    /// the link opening or closing, messages for the application.
+    fn take_output(&mut self) {
+        while let Some(f) = self.conn.poll_transmit() {
+            self.outq.push_back(WriteItem { frames: vec![f], done: None });
+        }
+        while let Some(event) = self.conn.poll_event() {
+            match event {
+                Event::Need(need) => spawn_lookup(&self.shared, need, self.answers.clone()),
+                Event::Open(peer) => self.opened(&peer),
+                Event::Message { data, early } => self.inbox.push((data, early)),
+                Event::Closing(reason) => {
+                    self.close_reason = Some(reason);
+                    self.shared.registry.retire(&self.shared, self.id, &mut self.cmds, Retire::Requeue);
+                }
+            }
+        }
+        self.deliver();
+    }
+
+    fn opened(&mut self, peer: &PeerInfo) {
+        self.pending = None;
+        let info = LinkInfo {
+            link: self.id,
+            agent: peer.agent.clone(),
+            remote: self.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            pattern: peer.pattern,
+            native: peer.native,
+            initiator: peer.initiator,
+            encrypted: self.shared.proto.identity.is_some(),
+        };
+        self.shared.registry.opened(self.id, &info);
+        self.shared.sink.event(PeerEvent {
+            kind: EventKind::Open,
+            link: self.id,
+            agent: info.agent.clone(),
+            remote: self.remote,
+            pattern: Some(info.pattern),
+            initiator: info.initiator,
+            reason: None,
+            message: None,
+            clean: true,
+            written: 0,
+        });
+        self.info = Some(info);
+    }
+
+    fn deliver(&mut self) {
+        if let (Some(info), false) = (&self.info, self.inbox.is_empty()) {
+            self.shared.sink.messages(info, std::mem::take(&mut self.inbox));
         }
     }
-    if !writer_done {
-        if tokio::time::timeout(shared.proto.drain_timeout, &mut writer).await.is_err() {
-            writer.abort();
+
+    /// The connection has ended: leave nothing this link held unanswered.
+    async fn settle(mut self, outcome: Result<()>) {
+        // Messages that arrived intact before whatever ended the link are
+        // still delivered.
+        while let Some(event) = self.conn.poll_event() {
+            if let Event::Message { data, early } = event {
+                self.inbox.push((data, early));
+            }
         }
+        self.deliver();
+        self.pending = None;
+        while let Some(f) = self.conn.poll_transmit() {
+            self.outq.push_back(WriteItem { frames: vec![f], done: None });
+        }
+        // Unsent messages of a link that was open go to the next link; those
+        // of a link that never opened share its fate (the next try would too).
+        let was_open = self.info.is_some();
+        let retire = match &outcome {
+            Ok(()) if was_open => Retire::Requeue,
+            Ok(()) => Retire::Reject(Error::ConnectionClosed),
+            Err(e) if was_open && !e.is_refusal() => Retire::Requeue,
+            Err(e) => Retire::Reject(e.clone()),
+        };
+        self.shared.registry.retire(&self.shared, self.id, &mut self.cmds, retire);
+        // After an orderly end, frames already encrypted are still written
+        // (the other side reads until our FIN). After a failure only handshake
+        // frames (a refusal `A`) go out; encrypted messages are rejected.
+        let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
+        if let Some(tx) = self.writer.take() {
+            for item in self.outq.drain(..) {
+                if outcome.is_ok() || item.done.is_none() {
+                    if let Err(mpsc::error::SendError(item)) = tx.send(item).await {
+                        if let Some(done) = item.done {
+                            done.complete(Err(failure.clone()));
+                        }
+                    }
+                } else if let Some(done) = item.done {
+                    done.complete(Err(failure.clone()));
+                }
+            }
+        }
+        for item in self.outq.drain(..) {
+            if let Some(done) = item.done {
+                done.complete(Err(failure.clone()));
+            }
+        }
+        if !self.writer_done
+            && tokio::time::timeout(self.shared.proto.drain_timeout, &mut self.writer_task).await.is_err()
+        {
+            self.writer_task.abort();
+        }
+        self.shared.registry.remove(self.id);
+        let event = self.end_event(&outcome);
+        self.shared.sink.event(event);
     }
-    shared.registry.remove(id);
-    let agent = info.as_ref().and_then(|i| i.agent.clone());
-    let event = match (&outcome, was_open) {
-        (Ok(()), true) | (Err(_), true) => PeerEvent {
+
+    /// `close` for a link that was open; `refused` or `error` for one that never was.
+    fn end_event(&self, outcome: &Result<()>) -> PeerEvent {
+        let Some(info) = &self.info else {
+            let err = outcome.clone().err().unwrap_or(Error::Closed);
+            return failure_event(self.id, self.dialled_agent.clone(), self.remote, self.conn.is_initiator(), &err);
+        };
+        PeerEvent {
             kind: EventKind::Close,
-            link: id,
-            agent,
-            remote,
-            pattern: info.as_ref().map(|i| i.pattern),
-            initiator: info.as_ref().is_some_and(|i| i.initiator),
-            reason: Some(match &outcome {
-                Ok(()) => close_reason.unwrap_or(CloseReason::PeerClosed).code().to_owned(),
+            link: self.id,
+            agent: info.agent.clone(),
+            remote: self.remote,
+            pattern: Some(info.pattern),
+            initiator: info.initiator,
+            reason: Some(match outcome {
+                Ok(()) => self.close_reason.unwrap_or(CloseReason::PeerClosed).code().to_owned(),
                 Err(e) => e.code().to_owned(),
             }),
             message: outcome.as_ref().err().map(ToString::to_string),
             clean: outcome.is_ok(),
-            written: written.load(Ordering::Relaxed),
-        },
-        (Ok(()), false) => failure_event(id, dialled_agent, remote, conn.is_initiator(), &Error::Closed),
-        (Err(e), false) => failure_event(id, dialled_agent, remote, conn.is_initiator(), e),
-    };
-    shared.sink.event(event);
+            written: self.written.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The event for a connection that never opened.
@@ -377,23 +470,6 @@ fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, ini
         clean: false,
         written: 0,
     }
-}
-
-/// Handle the frames that are already buffered, without waiting for more.
-fn read_burst(reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>, conn: &mut Connection, limit: usize) -> Result<()> {
-    use futures::FutureExt;
-    for _ in 0..MAX_READ_BURST {
-        if !conn.is_open() && !conn.is_draining() {
-            return Ok(()); // handshake frames are handled one at a time
-        }
-        match reader.next().now_or_never() {
-            Some(Some(Ok(body))) => conn.handle_frame(Instant::now().into_std(), &body)?,
-            Some(Some(Err(e))) => return Err(codec_error(&e, limit)),
-            // End of stream, or nothing buffered: the select loop sees it next.
-            Some(None) | None => return Ok(()),
-        }
-    }
-    Ok(())
 }
 
 async fn reserve(tx: &Option<mpsc::Sender<WriteItem>>) -> Option<mpsc::Permit<'_, WriteItem>> {
