@@ -47,15 +47,24 @@ export interface Delivery {
 export interface EventInfo {
   /** `open`, `close`, `refused` or `error`. */
   type: string
+  /** The link's process-unique id (0 for events about no link, e.g. accept failures). */
   link: number
+  /** The peer's agent, when known. */
   agent?: string
+  /** The socket's remote address. */
   host?: string
   port?: number
+  /** `IK`, `KK` or `NK`, once the link is open. */
   pattern?: string
+  /** We opened the connection. */
   initiator: boolean
+  /** `ERR_*` for failures; `IDLE_TIMEOUT`, `PEER_CLOSED` or `LOCAL_CLOSE` for orderly closes. */
   reason?: string
+  /** Human-readable detail. */
   message?: string
+  /** For `close`: the close was orderly, so every message written reached the other side's reader. */
   clean: boolean
+  /** For `close`: messages written on the link over its life. */
   written: number
 }
 

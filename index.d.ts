@@ -77,32 +77,14 @@ export interface From {
   early?: boolean
 }
 
-export interface PeerEvent {
+import type { EventInfo, LinkSummary } from './binding'
+
+/** A connection event (fields documented in binding.d.ts, EventInfo). */
+export interface PeerEvent extends Omit<EventInfo, 'type'> {
   type: 'open' | 'close' | 'refused' | 'error'
-  link: number
-  agent?: string
-  host?: string
-  port?: number
-  pattern?: string
-  initiator: boolean
-  /** ERR_* code for failures; IDLE_TIMEOUT, PEER_CLOSED or LOCAL_CLOSE for orderly closes. */
-  reason?: string
-  message?: string
-  /** For 'close': orderly, so every message written reached the other side's reader. */
-  clean: boolean
-  /** For 'close': messages written on the link. */
-  written: number
 }
 
-export interface LinkSummary {
-  link: number
-  agent?: string
-  host: string
-  port: number
-  pattern: string
-  native: boolean
-  initiator: boolean
-}
+export type { LinkSummary }
 
 export interface SendOptions {
   /** First contact: open with IK and this one-time ticket. */

@@ -113,15 +113,24 @@ pub struct EventInfo {
     /// `open`, `close`, `refused` or `error`.
     #[napi(js_name = "type")]
     pub kind: String,
+    /// The link's process-unique id (0 for events about no link, e.g. accept failures).
     pub link: f64,
+    /// The peer's agent, when known.
     pub agent: Option<String>,
+    /// The socket's remote address.
     pub host: Option<String>,
     pub port: Option<u32>,
+    /// `IK`, `KK` or `NK`, once the link is open.
     pub pattern: Option<String>,
+    /// We opened the connection.
     pub initiator: bool,
+    /// `ERR_*` for failures; `IDLE_TIMEOUT`, `PEER_CLOSED` or `LOCAL_CLOSE` for orderly closes.
     pub reason: Option<String>,
+    /// Human-readable detail.
     pub message: Option<String>,
+    /// For `close`: the close was orderly, so every message written reached the other side's reader.
     pub clean: bool,
+    /// For `close`: messages written on the link over its life.
     pub written: f64,
 }
 
