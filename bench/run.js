@@ -9,11 +9,13 @@
 // Loopback only; every loop is bounded. Options: BENCH_N (messages), BENCH_LINKS.
 
 const net = require('net')
+const { execFileSync } = require('child_process')
 const { NoisePeer, generateKeypair } = require('..')
 const { JsPeer, keypair } = require('../__test__/helpers/js-peer')
 
 const N = Number(process.env.BENCH_N || 20000)
 const LINKS = Number(process.env.BENCH_LINKS || 200)
+const IDLE = Number(process.env.BENCH_IDLE_LINKS || 300)
 const ROUNDS = 3
 const MESSAGE = { target: 'chit', action: 'update', to: { cid: 'bob', agent: 'x' }, from: { cid: 'alice' }, object: { uuid: '8c1bd0f0-1111-4e2a-9c0f-5b6a7c8d9e0f', units: 12345, memo: 'x'.repeat(160) } }
 
@@ -134,6 +136,33 @@ async function handshakes (make) {
   return LINKS / (ms / 1000)
 }
 
+// Memory held per open, idle link: IDLE callers each open one link to one node
+// and stay connected. Both ends live in this process, so the figure covers a
+// link's two ends (and each caller's own peer object).
+async function idleLinks (kind) {
+  const settle = async () => { global.gc && global.gc(); await new Promise(resolve => setTimeout(resolve, 200)) }
+  const server = kind === 'noise' ? generateKeypair() : keypair()
+  const callers = Array.from({ length: IDLE }, () => kind === 'noise' ? generateKeypair() : keypair())
+  const keys = new Map([server, ...callers].map(k => [k.agent, k.publicKey]))
+  const peerKey = async (a) => keys.get(a) || null
+  // All callers come from 127.0.0.1 at once: lift the node's pending caps.
+  const make = (id, caps = {}) => kind === 'noise'
+    ? new NoisePeer({ agent: id.agent, keys: id, peerKey, ...caps })
+    : new JsPeer({ agent: id.agent, keys: id, peerKey })
+  const node = make(server, { maxPending: IDLE * 2, maxPendingPerIp: IDLE * 2 })
+  const addr = { ...(await node.listen()), agent: server.agent }
+  await settle()
+  const before = process.memoryUsage().rss
+  const peers = callers.map(make)
+  const guard = deadline(120000, 'idle links')
+  await Promise.race([Promise.all(peers.map(p => p.send(addr, { hello: 1 }))), guard.p])
+  guard.clear()
+  await settle()
+  const perLink = (process.memoryUsage().rss - before) / IDLE
+  await Promise.all([node, ...peers].map(p => p.close()))
+  return perLink
+}
+
 async function main () {
   const fmt = (x) => x.toFixed(0).padStart(9)
   console.log(`messages: ${N} of ${JSON.stringify(MESSAGE).length} bytes, median of ${ROUNDS} rounds; handshakes: ${LINKS} sequential links`)
@@ -151,12 +180,26 @@ async function main () {
   ]
   console.log('\nlinks opened and closed per second (sequential)')
   for (const [name, rate] of hs) console.log(`  ${name.padEnd(34)}${fmt(rate)}`)
+  // Each in a fresh process: RSS after the throughput rounds says more about
+  // the allocator's leftovers than about links.
+  const measure = (kind) => Number(execFileSync(process.execPath, ['--expose-gc', __filename, '--idle-links', kind], { encoding: 'utf8', timeout: 180000 }).trim())
+  const mem = [
+    ['NoisePeer', measure('noise')],
+    ['JS Noise module', measure('js')]
+  ]
+  console.log(`\nmemory per open idle link (RSS growth over ${IDLE} links, both ends, KiB)`)
+  for (const [name, bytes] of mem) console.log(`  ${name.padEnd(34)}${fmt(bytes / 1024)}`)
   console.log('\nratios')
   console.log(`  encrypted throughput, NoisePeer / JS Noise module: ${(rows[0][1] / rows[1][1]).toFixed(2)}`)
   console.log(`  raw throughput, NoisePeer raw / plain TCP:          ${(rows[2][1] / rows[3][1]).toFixed(2)}`)
   console.log(`  cost of encryption, NoisePeer encrypted / raw:      ${(rows[0][1] / rows[2][1]).toFixed(2)}`)
   console.log(`  handshakes, NoisePeer / JS Noise module:            ${(hs[0][1] / hs[1][1]).toFixed(2)}`)
+  console.log(`  memory per idle link, NoisePeer / JS Noise module:  ${(mem[0][1] / mem[1][1]).toFixed(2)}`)
   console.log(`\nRSS after the run: ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`)
 }
 
-main().catch((err) => { console.error(err); process.exitCode = 1 })
+if (process.argv[2] === '--idle-links') {
+  idleLinks(process.argv[3]).then((bytes) => console.log(bytes), (err) => { console.error(err); process.exitCode = 1 })
+} else {
+  main().catch((err) => { console.error(err); process.exitCode = 1 })
+}
