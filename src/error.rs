@@ -59,8 +59,9 @@ pub enum Error {
     #[error("legacy (JavaScript) peers are not accepted by this node")]
     LegacyRefused,
     /// The other side closed the connection before the handshake completed,
-    /// without saying why (it refused us, or it does not know our key).
-    #[error("the peer closed the connection during the handshake (it refused us, or does not know our key)")]
+    /// without saying why (it refused us, does not know our key, or had too
+    /// many handshakes pending).
+    #[error("the peer closed the connection during the handshake (it refused us, does not know our key, or is too busy)")]
     HandshakeRejected,
     /// The other side refused us and said why, in an authenticated reply.
     #[error("the peer refused the connection: {0}")]
