@@ -8,6 +8,8 @@
 mod link;
 mod listener;
 mod registry;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,178 @@
+//! The driver on real loopback sockets, without JavaScript: two `Peer`s with
+//! in-memory stores and sinks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{EventKind, LinkInfo, Peer, PeerConfig, PeerEvent, SendOptions, Sink, Store, Target};
+use crate::error::Error;
+use crate::proto::{self, Address, Identity, Key};
+
+#[derive(Default)]
+struct Keys(Mutex<HashMap<String, Key>>);
+
+impl Store for Keys {
+    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>, String>> {
+        let key = self.0.lock().map(|m| m.get(&agent).copied()).unwrap_or(None);
+        Box::pin(async move { Ok(key) })
+    }
+
+    fn check_ticket(&self, ticket: Value, _from: Address) -> BoxFuture<'static, Result<bool, String>> {
+        Box::pin(async move { Ok(ticket == "good") })
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    messages: Mutex<Vec<(Option<String>, String)>>,
+    events: Mutex<Vec<PeerEvent>>,
+}
+
+impl Sink for Recorder {
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>) {
+        let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        for (data, _) in batch {
+            m.push((from.agent.clone(), String::from_utf8_lossy(&data).into_owned()));
+        }
+    }
+
+    fn event(&self, event: PeerEvent) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+struct Node {
+    peer: Peer,
+    id: Identity,
+    seen: Arc<Recorder>,
+}
+
+impl Node {
+    fn target(&self) -> Target {
+        let addr = self.peer.local_addr().expect("listening");
+        Target { agent: Some(self.id.agent.clone()), host: Some(addr.ip().to_string()), port: Some(addr.port()), ..Target::default() }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.seen.messages.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    fn events(&self, kind: EventKind) -> Vec<PeerEvent> {
+        self.seen.events.lock().unwrap().iter().filter(|e| e.kind == kind).cloned().collect()
+    }
+}
+
+/// Nodes that all know each other's keys.
+async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
+    let keys = Arc::new(Keys::default());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = Identity::from_seed(&[i + 1; 32]);
+        keys.0.lock().unwrap().insert(id.agent.clone(), id.public);
+        let cfg = PeerConfig {
+            agent: id.agent.clone(),
+            host: "127.0.0.1".into(),
+            port: 0,
+            proto: proto::Config { identity: Some(id.clone()), idle_timeout: idle, ..proto::Config::default() },
+            max_pending: 64,
+            max_pending_per_ip: 64,
+        };
+        let seen = Arc::new(Recorder::default());
+        let peer = Peer::new(cfg, keys.clone(), seen.clone());
+        peer.listen().await.expect("listen on loopback");
+        out.push(Node { peer, id, seen });
+    }
+    out
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn both_directions_share_one_link() {
+    let n = nodes(2, None).await;
+    n[0].peer.send(n[1].target(), br#"{"n":1}"#.to_vec(), SendOptions::default()).await.unwrap();
+    let back = Target { agent: Some(n[0].id.agent.clone()), ..Target::default() }; // no address: reuse
+    n[1].peer.send(back, br#"{"n":2}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("both messages", || n[0].messages().len() == 1 && n[1].messages().len() == 1).await;
+    assert_eq!(n[1].messages(), vec![r#"{"n":1}"#]);
+    assert_eq!(n[0].messages(), vec![r#"{"n":2}"#]);
+    assert_eq!(n[0].peer.links().len(), 1);
+    assert_eq!(n[1].events(EventKind::Open).len(), 1);
+    for node in &n {
+        node.peer.close().await;
+    }
+}
+
+#[tokio::test]
+async fn sends_keep_their_order_while_the_link_opens() {
+    let n = nodes(2, None).await;
+    let sends: Vec<_> = (0..500)
+        .map(|i| n[0].peer.send(n[1].target(), format!(r#"{{"i":{i}}}"#).into_bytes(), SendOptions::default()))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    wait_for("500 messages", || n[1].messages().len() == 500).await;
+    let expected: Vec<String> = (0..500).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
+    assert_eq!(n[1].messages(), expected);
+    for node in &n {
+        node.peer.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_ticket_rejects_the_send_and_delivers_nothing() {
+    let n = nodes(2, None).await;
+    let opts = SendOptions { ticket: Some(Value::from("bad")), referee: false };
+    let err = n[0].peer.send(n[1].target(), br#"{"hi":1}"#.to_vec(), opts).await.unwrap_err();
+    assert_eq!(err, Error::TicketRefused);
+    wait_for("the refused event", || !n[1].events(EventKind::Refused).is_empty()).await;
+    assert!(n[1].messages().is_empty());
+    for node in &n {
+        node.peer.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_next_send_reopens_after_an_idle_close() {
+    let n = nodes(2, Some(Duration::from_millis(100))).await;
+    n[0].peer.send(n[1].target(), br#"{"n":1}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("the idle close on both sides", || {
+        n[1].events(EventKind::Close).len() == 1 && n[0].events(EventKind::Close).len() == 1
+    })
+    .await;
+    assert_eq!(n[1].events(EventKind::Close)[0].reason.as_deref(), Some("IDLE_TIMEOUT"));
+    n[0].peer.send(n[1].target(), br#"{"n":2}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("the message after reopening", || n[1].messages().len() == 2).await;
+    assert_eq!(n[1].events(EventKind::Open).len(), 2);
+    for node in &n {
+        node.peer.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_send_to_a_dead_port_rejects_with_connect_failed() {
+    let n = nodes(1, None).await;
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = spare.local_addr().unwrap().port();
+    drop(spare);
+    let other = Identity::from_seed(&[9; 32]);
+    let target = Target { agent: Some(other.agent), host: Some("127.0.0.1".into()), port: Some(port), ..Target::default() };
+    let err = n[0].peer.send(target, b"{}".to_vec(), SendOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), "ERR_CONNECT_FAILED");
+    n[0].peer.close().await;
+    let err = n[0].peer.send(n[0].target(), b"{}".to_vec(), SendOptions::default()).await.unwrap_err();
+    assert_eq!(err, Error::Closed);
+}
