@@ -4,17 +4,7 @@
 const { join } = require('path')
 const { existsSync } = require('fs')
 
-function binaryName () {
-  const { platform, arch } = process
-  let abi = ''
-  if (platform === 'linux') {
-    const glibc = process.report && process.report.getReport().header.glibcVersionRuntime
-    abi = glibc ? '-gnu' : '-musl'
-  } else if (platform === 'win32') {
-    abi = '-msvc'
-  }
-  return `mychips-noise.${platform}-${arch}${abi}.node`
-}
+const binaryName = require('./binary-name')
 
 const file = join(__dirname, '..', binaryName())
 if (!existsSync(file)) {

@@ -11,13 +11,7 @@ const { join } = require('path')
 const root = join(__dirname, '..')
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' })
 
-function binaryName () {
-  const { platform, arch } = process
-  let abi = ''
-  if (platform === 'linux') abi = process.report.getReport().header.glibcVersionRuntime ? '-gnu' : '-musl'
-  else if (platform === 'win32') abi = '-msvc'
-  return `mychips-noise.${platform}-${arch}${abi}.node`
-}
+const binaryName = require('../lib/binary-name')
 
 let cli = null
 try { cli = require.resolve('@napi-rs/cli/package.json', { paths: [root] }) } catch (_) {}

@@ -457,7 +457,7 @@ impl LinkTask {
 }
 
 /// The event for a connection that never opened.
-fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, initiator: bool, err: &Error) -> PeerEvent {
+pub(crate) fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, initiator: bool, err: &Error) -> PeerEvent {
     PeerEvent {
         kind: if err.is_refusal() { EventKind::Refused } else { EventKind::Error },
         link: id,

@@ -88,7 +88,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, pending: Pendin
             Ok((stream, remote)) => {
                 let Some(guard) = pending.try_acquire(remote.ip()) else {
                     drop(stream);
-                    shared.sink.event(refusal(remote, &Error::TooManyPending));
+                    shared.sink.event(link::failure_event(0, None, Some(remote), false, &Error::TooManyPending));
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
@@ -115,20 +115,5 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, pending: Pendin
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-    }
-}
-
-fn refusal(remote: SocketAddr, err: &Error) -> PeerEvent {
-    PeerEvent {
-        kind: EventKind::Error,
-        link: 0,
-        agent: None,
-        remote: Some(remote),
-        pattern: None,
-        initiator: false,
-        reason: Some(err.code().to_owned()),
-        message: Some(err.to_string()),
-        clean: false,
-        written: 0,
     }
 }

@@ -89,6 +89,12 @@ async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
     out
 }
 
+async fn close_all(nodes: &[Node]) {
+    for node in nodes {
+        node.peer.close().await;
+    }
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..1000 {
         if done() {
@@ -110,9 +116,7 @@ async fn both_directions_share_one_link() {
     assert_eq!(n[0].messages(), vec![r#"{"n":2}"#]);
     assert_eq!(n[0].peer.links().len(), 1);
     assert_eq!(n[1].events(EventKind::Open).len(), 1);
-    for node in &n {
-        node.peer.close().await;
-    }
+    close_all(&n).await;
 }
 
 #[tokio::test]
@@ -127,9 +131,7 @@ async fn sends_keep_their_order_while_the_link_opens() {
     wait_for("500 messages", || n[1].messages().len() == 500).await;
     let expected: Vec<String> = (0..500).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
     assert_eq!(n[1].messages(), expected);
-    for node in &n {
-        node.peer.close().await;
-    }
+    close_all(&n).await;
 }
 
 #[tokio::test]
@@ -140,9 +142,7 @@ async fn a_refused_ticket_rejects_the_send_and_delivers_nothing() {
     assert_eq!(err, Error::TicketRefused);
     wait_for("the refused event", || !n[1].events(EventKind::Refused).is_empty()).await;
     assert!(n[1].messages().is_empty());
-    for node in &n {
-        node.peer.close().await;
-    }
+    close_all(&n).await;
 }
 
 #[tokio::test]
@@ -157,9 +157,7 @@ async fn the_next_send_reopens_after_an_idle_close() {
     n[0].peer.send(n[1].target(), br#"{"n":2}"#.to_vec(), SendOptions::default()).await.unwrap();
     wait_for("the message after reopening", || n[1].messages().len() == 2).await;
     assert_eq!(n[1].events(EventKind::Open).len(), 2);
-    for node in &n {
-        node.peer.close().await;
-    }
+    close_all(&n).await;
 }
 
 #[tokio::test]

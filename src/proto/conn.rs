@@ -368,7 +368,7 @@ impl Connection {
                 self.cfg.max_message
             )));
         }
-        if message.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if !payload::opens_object(message) {
             return Err(Error::InvalidArgument("a message must be a JSON object".into()));
         }
         let State::Open(link) = &mut self.state else { return Err(Error::ConnectionClosed) };

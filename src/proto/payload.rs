@@ -169,12 +169,17 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
 
 /// Check that a transport message is exactly one JSON object (PROTOCOL.md §3).
 pub fn check_message(bytes: &[u8]) -> Result<()> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
+    if !opens_object(bytes) {
         return Err(Error::BadMessage);
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| Error::BadMessage)?;
     Ok(())
+}
+
+/// True when the first non-blank byte opens a JSON object: the cheap check
+/// for a message we send (the JavaScript layer only hands us objects).
+pub fn opens_object(bytes: &[u8]) -> bool {
+    bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// True when bytes that failed to decrypt look like a plaintext handshake
