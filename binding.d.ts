@@ -18,6 +18,8 @@ export declare class NativePeer {
   end(agent: string): number
   /** Stop listening and close every link. */
   close(): Promise<void>
+  /** True when the node encrypts (false in raw mode). */
+  get encrypted(): boolean
   /** The links open right now. */
   links(): Array<LinkSummary>
   /** Answer a lookup request: a key (or null), a ticket verdict, or an error. */
@@ -37,11 +39,17 @@ export declare function __panicForTest(kind: string): Promise<void> | void
  */
 export declare function agentKey(agent: string): Buffer | null
 
+/** The defaults of every `NoisePeer` option that has one. */
+export declare function defaults(): PeerDefaults
+
 /** Messages from one link, in the order they arrived. */
 export interface Delivery {
   from: FromInfo
   messages: Array<MessageInfo>
 }
+
+/** Every error code the addon can report (`err.code`, event `reason`). */
+export declare function errorCodes(): Array<string>
 
 /** A connection event. */
 export interface EventInfo {
@@ -139,24 +147,32 @@ export interface MessageInfo {
   early: boolean
 }
 
-/** Settings for a native peer (the JavaScript layer fills in defaults). */
+/**
+ * Settings for a native peer, named as `NoisePeer`'s options. Absent
+ * values take the defaults of `defaults()`; values out of range are refused
+ * with `ERR_INVALID_ARGUMENT`.
+ */
 export interface NativeOptions {
-  agent: string
-  host: string
-  port: number
-  /** X25519 private key; absent for raw mode. */
+  /** Our agent id (required). */
+  agent?: string
+  host?: string
+  port?: number
+  /** Our X25519 private key; required unless `encrypt` is false. */
   privateKey?: Buffer
-  timeoutMs: number
-  handshakeTimeoutMs: number
-  drainTimeoutMs: number
-  maxFrame: number
-  maxMessage: number
-  maxPending: number
-  maxPendingPerIp: number
-  referee: boolean
-  acceptLegacy: boolean
+  /** False runs in raw mode (no encryption), for simulations. */
+  encrypt?: boolean
+  /** Responder idle timeout in ms; 0 turns it off. */
+  timeout?: number
+  handshakeTimeout?: number
+  drainTimeout?: number
+  maxFrame?: number
+  maxMessage?: number
+  maxPending?: number
+  maxPendingPerIp?: number
+  referee?: boolean
+  legacy?: boolean
   /** The application supplied a `peerKey` callback. */
-  hasPeerKey: boolean
+  hasPeerKey?: boolean
 }
 
 /** How to open a link if one is needed. */
@@ -173,6 +189,23 @@ export interface NativeTarget {
   port?: number
   key?: Buffer
   link?: number
+}
+
+/** The defaults of every `NoisePeer` option that has one. */
+export interface PeerDefaults {
+  host: string
+  port: number
+  encrypt: boolean
+  /** Responder idle timeout, ms. */
+  timeout: number
+  handshakeTimeout: number
+  drainTimeout: number
+  maxFrame: number
+  maxMessage: number
+  maxPending: number
+  maxPendingPerIp: number
+  referee: boolean
+  legacy: boolean
 }
 
 /** How one send ended: no `code` means written to the socket. */

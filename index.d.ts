@@ -31,9 +31,9 @@ export interface NoisePeerOptions {
   host?: string
   /** Listen port; 0 picks a free one. Default 0. */
   port?: number
-  /** Our X25519 pair. Omit (or `encrypt: false`) for raw mode. */
+  /** Our X25519 pair (the private key is enough). Required unless `encrypt: false`. */
   keys?: { publicKey?: Buffer | Uint8Array | string, privateKey: Buffer | Uint8Array | string }
-  /** Default true when keys are given. */
+  /** Default true. False runs raw mode (no encryption, for simulations). */
   encrypt?: boolean
   /** Responder idle timeout in ms; 0 turns it off. Default 60000. */
   timeout?: number
@@ -77,7 +77,7 @@ export interface From {
   early?: boolean
 }
 
-import type { EventInfo, LinkSummary } from './binding'
+import type { EventInfo, LinkSummary, PeerDefaults } from './binding'
 
 /** A connection event (fields documented in binding.d.ts, EventInfo). */
 export interface PeerEvent extends Omit<EventInfo, 'type'> {
@@ -119,4 +119,5 @@ export declare class NoisePeer {
 export declare function generateKeypair (): Keypair
 export declare function keypairFromSeed (seed: Buffer): Keypair
 export declare function agentKey (agent: string): Buffer | null
-export declare const DEFAULTS: Readonly<Required<Omit<NoisePeerOptions, 'agent' | 'keys' | 'peerKey' | 'checkTicket'>>>
+/** The defaults of every option that has one (from the Rust settings). */
+export declare const DEFAULTS: Readonly<PeerDefaults>

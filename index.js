@@ -6,20 +6,25 @@
 
 const native = require('./lib/native')
 
-const DEFAULTS = Object.freeze({
-  host: '127.0.0.1',
-  port: 0,
-  encrypt: true,
-  timeout: 60000,
-  handshakeTimeout: 5000,
-  drainTimeout: 2000,
-  maxFrame: 65536,
-  maxMessage: 1024 * 1024,
-  maxPending: 256,
-  maxPendingPerIp: 32,
-  referee: false,
-  legacy: false
-})
+// The defaults of every option, from the Rust settings (the one source).
+const DEFAULTS = Object.freeze(native.defaults())
+
+// Error codes come from Rust (src/error.rs); this layer reports a few of them
+// itself. Looking them up here makes a misspelt or unlisted code fail at load.
+const CODES = new Set(native.errorCodes())
+function code (name) {
+  if (!CODES.has(name)) throw new Error(`mychips-noise: ${name} is not an error code of the addon`)
+  return name
+}
+const ERR_INVALID_ARGUMENT = code('ERR_INVALID_ARGUMENT')
+const ERR_INTERNAL = code('ERR_INTERNAL')
+const ERR_LISTENER = code('ERR_LISTENER')
+const ERR_NO_LISTENER = code('ERR_NO_LISTENER')
+
+// napi's own argument checks (a string where a number belongs, say) throw
+// with these statuses: to the caller they are invalid arguments like any other.
+const NAPI_ARGUMENT_STATUSES = new Set(['InvalidArg', 'ObjectExpected', 'StringExpected', 'NameExpected',
+  'FunctionExpected', 'NumberExpected', 'BooleanExpected', 'ArrayExpected', 'BigintExpected'])
 
 // Messages that arrive before the first onMessage listener are held, up to this many.
 const EARLY_BUFFER = 10000
@@ -31,8 +36,10 @@ function fromNative (err) {
   if (m) {
     err.code = m[1]
     err.message = m[2]
+  } else if (err && NAPI_ARGUMENT_STATUSES.has(err.code)) {
+    err.code = ERR_INVALID_ARGUMENT
   } else if (err && err.code === 'GenericFailure') {
-    err.code = 'ERR_INTERNAL' // a Rust panic, caught at the binding
+    err.code = ERR_INTERNAL // a Rust panic, caught at the binding
   }
   return err
 }
@@ -44,7 +51,7 @@ function call (fn) {
 
 function invalid (message) {
   const err = new TypeError(message)
-  err.code = 'ERR_INVALID_ARGUMENT'
+  err.code = ERR_INVALID_ARGUMENT
   return err
 }
 
@@ -80,23 +87,12 @@ function toSendOptions (opts) {
   return out
 }
 
-function positive (v, name) {
-  if (typeof v !== 'number' || !(v >= 0) || !Number.isFinite(v)) throw invalid(`${name} must be a non-negative number`)
-  return v
-}
-
 class NoisePeer {
   constructor (options = {}) {
-    const o = { ...DEFAULTS, ...options }
-    if (typeof o.agent !== 'string' || o.agent === '') throw invalid('options.agent (our agent id) is required')
-    const encrypt = o.encrypt !== false && o.keys != null
-    if (o.encrypt === true && options.encrypt === true && o.keys == null) {
-      throw invalid('encrypt: true needs keys: { publicKey, privateKey }')
-    }
+    const o = options || {}
     if (o.peerKey != null && typeof o.peerKey !== 'function') throw invalid('peerKey must be a function')
     if (o.checkTicket != null && typeof o.checkTicket !== 'function') throw invalid('checkTicket must be a function')
-    this.agent = o.agent
-    this.encrypted = encrypt
+    const privateKey = o.encrypt !== false && o.keys != null ? toKey(o.keys.privateKey, 'keys.privateKey') : undefined
     this._peerKey = o.peerKey || null
     this._checkTicket = o.checkTicket || null
     this._messageListeners = []
@@ -108,22 +104,27 @@ class NoisePeer {
     this._listening = false
     this._sends = new Map() // send id -> { resolve, reject }
     this._nextSend = 0
+    // Defaults and ranges are Rust's: options go through as given, and a bad
+    // one comes back as ERR_INVALID_ARGUMENT.
     this._native = call(() => new native.NativePeer({
       agent: o.agent,
-      host: String(o.host),
+      host: o.host == null ? undefined : String(o.host),
       port: o.port,
-      privateKey: encrypt ? toKey(o.keys.privateKey, 'keys.privateKey') : undefined,
-      timeoutMs: positive(o.timeout, 'timeout'),
-      handshakeTimeoutMs: positive(o.handshakeTimeout, 'handshakeTimeout'),
-      drainTimeoutMs: positive(o.drainTimeout, 'drainTimeout'),
+      privateKey,
+      encrypt: o.encrypt,
+      timeout: o.timeout,
+      handshakeTimeout: o.handshakeTimeout,
+      drainTimeout: o.drainTimeout,
       maxFrame: o.maxFrame,
       maxMessage: o.maxMessage,
       maxPending: o.maxPending,
       maxPendingPerIp: o.maxPendingPerIp,
-      referee: !!o.referee,
-      acceptLegacy: !!o.legacy,
+      referee: o.referee == null ? undefined : !!o.referee,
+      legacy: o.legacy == null ? undefined : !!o.legacy,
       hasPeerKey: !!o.peerKey
     }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r), (results) => this._sent(results)))
+    this.agent = o.agent
+    this.encrypted = this._native.encrypted
   }
 
   /** Start listening. Resolves with `{ host, port }`. */
@@ -260,7 +261,7 @@ class NoisePeer {
   _deliver (d) {
     if (this._messageListeners.length === 0) {
       if (this._held.length < EARLY_BUFFER) this._held.push(d)
-      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: 'ERR_NO_LISTENER', message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
+      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: ERR_NO_LISTENER, message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
       return
     }
     const base = d.from
@@ -283,7 +284,7 @@ class NoisePeer {
 
   // A throwing listener must not take the node down with it: report it as an event.
   _listenerFailed (err) {
-    this._emit({ type: 'error', link: 0, reason: 'ERR_LISTENER', message: `an onMessage listener threw: ${err && err.stack ? err.stack : err}`, clean: false, written: 0, initiator: false })
+    this._emit({ type: 'error', link: 0, reason: ERR_LISTENER, message: `an onMessage listener threw: ${err && err.stack ? err.stack : err}`, clean: false, written: 0, initiator: false })
   }
 
   // Answer the core's questions with the application's callbacks. Whatever they

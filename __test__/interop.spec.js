@@ -1,43 +1,20 @@
 'use strict'
 // Wire interop: NoisePeer (native) <-> JsPeer (behaves like a JavaScript
 // MyCHIPs node's Noise module), each as initiator and as responder.
-// See /work/shared/PROTOCOL.md §2-§9. Loopback only; every peer is closed
+// See docs/PROTOCOL.md §2-§9. Loopback only; every peer is closed
 // after each test; every wait is bounded.
 const assert = require('assert')
 const { NoisePeer, generateKeypair, agentKey } = require('..')
 const { keypair, agentToKey, JsPeer } = require('./helpers/js-peer')
 const { parseFrames, Relay, Capture } = require('./helpers/wire-tap')
+const { sleep, waitFor, rejection } = require('./helpers/wait')
 
 const HOST = '127.0.0.1'
 const MAC = 16
 const E = 32 // ephemeral public key
 const S = 32 + MAC // encrypted static key
 const KIB = 1024
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const jsonLen = (v) => Buffer.byteLength(JSON.stringify(v))
-
-// Poll until fn() is truthy; fail after ms.
-async function until (fn, what = 'condition', ms = 4000) {
-  const end = Date.now() + ms
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
-}
-
-// Resolves with the error a promise rejects with; fails if it resolves.
-async function rejection (promise, ms = 8000) {
-  let timer
-  const timeout = new Promise((resolve, reject) => { timer = setTimeout(() => reject(new Error('neither resolved nor rejected in time')), ms) })
-  try {
-    await Promise.race([promise, timeout])
-  } catch (err) {
-    if (err.message === 'neither resolved nor rejected in time') throw err
-    return err
-  } finally { clearTimeout(timer) }
-  throw new Error('expected a rejection, but it resolved')
-}
 
 // Frame letters of one JsPeer connection, in one direction.
 const lettersOf = (peer, dir, conn) => peer.frames.filter((f) => f.dir === dir && (conn == null || f.conn === conn)).map((f) => f.letter).join('')
@@ -102,7 +79,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       await opened
       await j.send(n.addr, { target: 'tally', n: 1 })
       await j.send(n.addr, { target: 'tally', n: 2 })
-      await until(() => n.got.length >= 3, '3 messages')
+      await waitFor(() => n.got.length >= 3, '3 messages')
       await sleep(100) // nothing more may arrive (no second delivery of I)
       assert.strictEqual(n.got.length, 3)
       const [e, t1, t2] = n.got
@@ -130,7 +107,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const closed = j.waitFor('close', () => true, 5000)
       j.send(n.addr, { target: 'tally', n: 0 }, { ticket: 'bad' }).catch(() => {})
       await closed
-      await until(() => n.events.some((e) => e.type === 'refused'), 'refused event')
+      await waitFor(() => n.events.some((e) => e.type === 'refused'), 'refused event')
       assert.strictEqual(n.events.find((e) => e.type === 'refused').reason, 'ERR_TICKET_REFUSED')
       await sleep(50)
       assert.deepStrictEqual(n.got, [])
@@ -145,7 +122,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       taps.push(relay)
       await relay.listen()
       await j.send(Object.assign({}, n.addr, { port: relay.port }), { target: 'tally', n: 0 }, { ticket: 'once' })
-      await until(() => n.got.length >= 1, 'the early message')
+      await waitFor(() => n.got.length >= 1, 'the early message')
       const wire = Buffer.concat(relay.conns[0].up)
       assert.deepStrictEqual(parseFrames(wire).frames.map((f) => f.letter), ['I'])
       // Replay the captured bytes on a fresh connection, as an attacker would.
@@ -158,7 +135,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       sock.write(wire)
       await Promise.race([gone, sleep(4000)])
       sock.destroy()
-      await until(() => n.events.some((e) => e.type === 'refused'), 'refused event')
+      await waitFor(() => n.events.some((e) => e.type === 'refused'), 'refused event')
       assert.strictEqual(n.events.find((e) => e.type === 'refused').reason, 'ERR_TICKET_REFUSED')
       assert.strictEqual(Buffer.concat(answer).length, 0, 'no A to the replayer')
       await sleep(50)
@@ -206,7 +183,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const p1 = j.send(n.addr, { target: 'chit', n: 1 })
       const p2 = j.send(n.addr, { target: 'chit', n: 2 }) // queued until A, then T
       await Promise.all([p1, p2])
-      await until(() => n.got.length >= 2, '2 messages')
+      await waitFor(() => n.got.length >= 2, '2 messages')
       await sleep(100)
       assert.strictEqual(n.got.length, 2)
       assert.strictEqual(n.got[0].from.early, true)
@@ -257,7 +234,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
         await closed
         await first
         assert.ok(/connection closed/.test((await rejection(second)).message))
-        await until(() => n.events.some((e) => e.type === 'refused'), 'refused event')
+        await waitFor(() => n.events.some((e) => e.type === 'refused'), 'refused event')
         const refused = n.events.filter((e) => e.type === 'refused')
         assert.strictEqual(refused.length, 1)
         assert.strictEqual(refused[0].reason, 'ERR_LEGACY_REFUSED')
@@ -290,13 +267,13 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
         const jOpened = j.waitFor('open')
         if (opener.startsWith('JS')) {
           await j.send(n.addr, { target: 'open', n: -1 }, opts)
-          await until(() => n.got.length >= 1, 'the opening message')
+          await waitFor(() => n.got.length >= 1, 'the opening message')
         } else {
           await n.send(j.address(), { target: 'open', n: -1 }, opts)
-          await until(() => j.delivered.some((d) => d.message.target === 'open'), 'the opening message')
+          await waitFor(() => j.delivered.some((d) => d.message.target === 'open'), 'the opening message')
         }
         await jOpened
-        await until(nOpen, 'open on the native side')
+        await waitFor(nOpen, 'open on the native side')
         const jsBase = j.delivered.length
         const nBase = n.got.length
         // Fire all sends at once, interleaved, without waiting in between.
@@ -306,7 +283,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
           sends.push(j.send(n.addr, { target: 'j2n', i }))
         }
         await Promise.all(sends)
-        await until(() => j.delivered.length >= jsBase + N && n.got.length >= nBase + N, 'all messages', 8000)
+        await waitFor(() => j.delivered.length >= jsBase + N && n.got.length >= nBase + N, 'all messages', 8000)
         await sleep(50)
         const toJs = j.delivered.slice(jsBase)
         const toNative = n.got.slice(nBase)
@@ -334,7 +311,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       await j.send(n.addr, { target: 't', n: 1 }, { ticket: 'ok' })
       await jClosed
       assert.ok(Date.now() - t0 >= 250, `closed too early (${Date.now() - t0} ms)`)
-      await until(() => n.events.some((e) => e.type === 'close'), 'native close event')
+      await waitFor(() => n.events.some((e) => e.type === 'close'), 'native close event')
       const close = n.events.find((e) => e.type === 'close')
       assert.strictEqual(close.reason, 'IDLE_TIMEOUT')
       assert.strictEqual(close.initiator, false)
@@ -342,7 +319,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       // Reopen (by key: the ticket was spent) and keep talking.
       await j.send(n.addr, { target: 't', n: 2 })
       await j.send(n.addr, { target: 't', n: 3 })
-      await until(() => n.got.length >= 3, '3 messages')
+      await waitFor(() => n.got.length >= 3, '3 messages')
       assert.deepStrictEqual(n.got.map((d) => [d.message.n, !!d.from.early, d.from.pattern]), [[1, true, 'IK'], [2, true, 'KK'], [3, false, 'KK']])
       await n.send(j.address(), { target: 't', n: 4 })
       await j.waitDelivered(1)
@@ -359,7 +336,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       await n.send(j.address(), { target: 't', n: 1 })
       await jClosed
       assert.ok(Date.now() - t0 >= 250, `closed too early (${Date.now() - t0} ms)`)
-      await until(() => n.events.some((e) => e.type === 'close'), 'native close event')
+      await waitFor(() => n.events.some((e) => e.type === 'close'), 'native close event')
       assert.strictEqual(n.links().length, 0)
       await n.send(j.address(), { target: 't', n: 2 })
       await j.waitDelivered(2)
@@ -381,11 +358,11 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const j = await makeJs({ encrypt: false })
       await j.send(n.addr, { target: 't', n: 1 }, { ticket: 'raw-t' })
       await j.send(n.addr, { target: 't', n: 2 })
-      await until(() => n.got.length >= 2, '2 messages')
+      await waitFor(() => n.got.length >= 2, '2 messages')
       const k = await makeJs({ encrypt: false }) // another JS node, by key
       await k.send(n.addr, { target: 't', n: 3 })
       await k.send(n.addr, { target: 't', n: 4 })
-      await until(() => n.got.length >= 4, '4 messages')
+      await waitFor(() => n.got.length >= 4, '4 messages')
       await sleep(50)
       assert.deepStrictEqual(n.got.map((d) => [d.message.n, !!d.from.early, d.from.pattern, d.from.agent, d.from.encrypted]), [
         [1, true, 'IK', j.agent, false],
@@ -432,7 +409,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       // Replies on the same links.
       await j.send(n.addr, { target: 't', n: 3 })
       await k.send(n.addr, { target: 't', n: 4 })
-      await until(() => n.got.length >= 2, '2 replies')
+      await waitFor(() => n.got.length >= 2, '2 replies')
       assert.deepStrictEqual(n.got.map((d) => d.message.n).sort(), [3, 4])
       assert.deepStrictEqual([...j.faults, ...k.faults], [])
     })
@@ -449,7 +426,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const closed = j.waitFor('close', () => true, 5000)
       j.send(n.addr, { target: 'chit', n: 1 }).catch(() => {})
       await closed
-      await until(() => n.events.some((e) => e.type === 'refused' || e.type === 'error'), 'native refusal')
+      await waitFor(() => n.events.some((e) => e.type === 'refused' || e.type === 'error'), 'native refusal')
       const ev = n.events.find((e) => e.type === 'refused' || e.type === 'error')
       assert.strictEqual(ev.type, 'refused')
       assert.strictEqual(ev.reason, 'ERR_KEY_MISMATCH')
@@ -468,7 +445,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const closed = j.waitFor('close', () => true, 5000)
       j.send(n.addr, { target: 'tally', from: { agent: victim.agent, host: HOST, port: j.port } }, { ticket: 'tik' }).catch(() => {})
       await closed
-      await until(() => n.events.some((e) => e.type === 'refused'), 'native refusal')
+      await waitFor(() => n.events.some((e) => e.type === 'refused'), 'native refusal')
       assert.strictEqual(n.events.find((e) => e.type === 'refused').reason, 'ERR_KEY_MISMATCH')
       await sleep(50)
       assert.deepStrictEqual(n.got, [])
@@ -483,7 +460,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
         const err = await rejection(n.send(Object.assign(j.address(), { key: wrong }), { target: 'chit', n: 1 }, how === 'I' ? { ticket: 'ok' } : {}))
         assert.ok(typeof err.code === 'string' && err.code.startsWith('ERR_'), `coded error, got ${err.code}: ${err.message}`)
         assert.ok(['ERR_HANDSHAKE_REJECTED', 'ERR_CONNECTION_RESET', 'ERR_CONNECTION_CLOSED'].includes(err.code), `${err.code}: ${err.message}`)
-        await until(() => j.faults.length >= 1, 'a JS fault')
+        await waitFor(() => j.faults.length >= 1, 'a JS fault')
         assert.ok(new RegExp(`${how === 'I' ? 'I' : 'N'} frame rejected`).test(j.faults[0].reason), j.faults[0].reason)
         assert.deepStrictEqual(j.delivered, [])
         assert.strictEqual(lettersOf(j, 'out'), '', 'the JS node sent no A')
@@ -497,7 +474,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const closed = j.waitFor('close', () => true, 5000)
       j.send(Object.assign({}, n.addr, { key: keypair().publicKey }), { target: 'chit', n: 1 }).catch(() => {})
       await closed
-      await until(() => n.events.some((e) => e.type === 'refused' || e.type === 'error'), 'native failure event')
+      await waitFor(() => n.events.some((e) => e.type === 'refused' || e.type === 'error'), 'native failure event')
       await sleep(50)
       assert.deepStrictEqual(n.got, [])
       assert.ok(!n.events.some((e) => e.type === 'open'))
@@ -514,7 +491,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const n = await makeNative({ handshakeTimeout: 2000 })
       const target = keypair()
       const sending = n.send({ agent: target.agent, host: HOST, port: cap.port }, { target: 'x' }, { ticket: 'tik' })
-      await until(() => {
+      await waitFor(() => {
         const b = cap.bytes()
         return b.length >= 4 && b.length >= 4 + b.readUInt32BE(0)
       }, 'the first frame')
@@ -540,7 +517,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const n = await makeNative({ encrypt: false, handshakeTimeout: 2000 })
       const target = keypair()
       const sending = n.send({ agent: target.agent, host: HOST, port: cap.port }, { target: 'x' })
-      await until(() => parseFrames(cap.bytes()).frames.length >= 2, 'N and K')
+      await waitFor(() => parseFrames(cap.bytes()).frames.length >= 2, 'N and K')
       const { frames, rest } = parseFrames(cap.bytes())
       assert.strictEqual(rest.length, 0)
       assert.deepStrictEqual(frames.map((f) => f.letter), ['N', 'K'])
@@ -571,7 +548,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       // close it from the native side, then native -> JS by key
       n.end(j.agent)
       await j.waitFor('close', () => true, 4000)
-      await until(() => n.links().length === 0, 'native link gone')
+      await waitFor(() => n.links().length === 0, 'native link gone')
       j.frames.length = 0
       await n.send(j.address(), msg)
       await j.waitDelivered(3)
@@ -583,20 +560,20 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       assert.deepStrictEqual(outF.map((f) => [f.letter, f.length]), [['A', 1 + E + MAC]])
       n.end(j.agent)
       await j.waitFor('close', () => true, 4000)
-      await until(() => n.links().length === 0, 'native link gone')
+      await waitFor(() => n.links().length === 0, 'native link gone')
       // JS -> native, IK then N + K: the native A to a JS initiator is empty.
       j.frames.length = 0
       await j.send(n.addr, msg, { ticket: 'ok' })
-      await until(() => n.got.length >= 1, 'I message')
-      await until(() => j.frames.some((f) => f.letter === 'A'), 'A')
+      await waitFor(() => n.got.length >= 1, 'I message')
+      await waitFor(() => j.frames.some((f) => f.letter === 'A'), 'A')
       assert.deepStrictEqual(j.frames.map((f) => f.dir + f.letter), ['outI', 'inA'])
       assert.strictEqual(j.frames[1].length, 1 + E + MAC, 'empty A payload')
       j.byAgent.get(n.agent).close('next')
-      await until(() => n.links().length === 0, 'native link gone')
+      await waitFor(() => n.links().length === 0, 'native link gone')
       j.frames.length = 0
       await j.send(n.addr, msg)
-      await until(() => n.got.length >= 2, 'K message')
-      await until(() => j.frames.some((f) => f.letter === 'A'), 'A')
+      await waitFor(() => n.got.length >= 2, 'K message')
+      await waitFor(() => j.frames.some((f) => f.letter === 'A'), 'A')
       assert.deepStrictEqual(j.frames.map((f) => f.dir + f.letter), ['outN', 'outK', 'inA'])
       assert.strictEqual(j.frames[2].length, 1 + E + MAC)
       assert.deepStrictEqual(j.faults, [])
@@ -623,7 +600,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       await n.send({ agent: j.agent, host: HOST, port: relay.port }, { target: 'x', n: 1 }, { ticket: 'ok' })
       await j.send(n.addr, { target: 'y', n: 2 }) // back on the same link (through the relay)
       await j.waitDelivered(2)
-      await until(() => n.got.length >= 1, 'reply')
+      await waitFor(() => n.got.length >= 1, 'reply')
       assert.strictEqual(n.got[0].from.pattern, 'IK')
       const up = relay.frames(0, 'up') // native -> JS
       const down = relay.frames(0, 'down') // JS -> native
@@ -672,11 +649,11 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const n = await makeNative({ legacy: true, peerKey: keyStore() })
       const j = await makeJs()
       await j.send(n.addr, { target: 't', n: 1 })
-      await until(() => n.got.length >= 1, 'first')
+      await waitFor(() => n.got.length >= 1, 'first')
       const big = { target: 't', n: 2, blob: 'y'.repeat(100 * KIB) }
       await j.send(n.addr, big)
       await j.send(n.addr, { target: 't', n: 3 })
-      await until(() => n.got.length >= 3, 'big message and the one after it')
+      await waitFor(() => n.got.length >= 3, 'big message and the one after it')
       assert.strictEqual(n.got[1].message.blob, big.blob)
       assert.strictEqual(n.got[2].message.n, 3)
       const outT = j.frames.filter((f) => f.dir === 'out' && f.letter === 'T')
@@ -692,15 +669,15 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       await relay.listen()
       const via = { agent: b.agent, host: HOST, port: relay.port }
       await a.send(via, { target: 't', n: 1 })
-      await until(() => b.got.length >= 1, 'first')
+      await waitFor(() => b.got.length >= 1, 'first')
       assert.strictEqual(b.got[0].from.native, true)
       const big = { target: 't', n: 2, blob: 'z'.repeat(200 * KIB) }
       await a.send(via, big)
-      await until(() => b.got.length >= 2, 'the big message')
+      await waitFor(() => b.got.length >= 2, 'the big message')
       assert.strictEqual(b.got[1].message.blob, big.blob)
       // And back, on the same link.
       await b.send(a.addr, big)
-      await until(() => a.got.length >= 1, 'the big reply')
+      await waitFor(() => a.got.length >= 1, 'the big reply')
       assert.strictEqual(a.got[0].message.blob, big.blob)
       const up = relay.frames(0, 'up')
       const down = relay.frames(0, 'down')

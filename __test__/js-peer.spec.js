@@ -10,7 +10,7 @@ const MAC = 16
 const E = 32 // ephemeral public key
 const S = 32 + MAC // encrypted static key
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const { sleep } = require('./helpers/wait')
 const letters = (peer, dir) => peer.frames.filter((f) => f.dir === dir).map((f) => f.letter).join('')
 const jsonLen = (v) => Buffer.byteLength(JSON.stringify(v))
 

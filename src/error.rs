@@ -12,10 +12,10 @@ use std::fmt;
 #[non_exhaustive]
 pub enum Error {
     // --- the peer sent bytes we cannot parse -------------------------------
-    /// A frame with length 0 (PROTOCOL.md §2).
+    /// A frame with length 0 (docs/PROTOCOL.md §2).
     #[error("received an empty frame")]
     EmptyFrame,
-    /// A frame longer than the configured maximum (PROTOCOL.md §2, §6).
+    /// A frame longer than the configured maximum (docs/PROTOCOL.md §2, §6).
     #[error("received a frame larger than the limit of {max} bytes")]
     FrameTooLarge { max: usize },
     /// A header letter that the connection's state does not allow.
@@ -27,20 +27,20 @@ pub enum Error {
     /// A transport message that is not one JSON object.
     #[error("received a message that is not a JSON object")]
     BadMessage,
-    /// A reassembled message beyond the configured maximum (PROTOCOL.md §3, §6).
+    /// A reassembled message beyond the configured maximum (docs/PROTOCOL.md §3, §6).
     #[error("received a message larger than the limit of {max} bytes")]
     MessageTooLarge { max: usize },
     /// Authenticated decryption failed: a forged, replayed, reordered or corrupt
     /// frame, or the wrong key. Deliberately carries no detail.
     #[error("decryption failed (wrong key, or a forged, replayed or corrupted frame)")]
     Decrypt,
-    /// One side encrypts and the other runs in raw mode (PROTOCOL.md §7).
+    /// One side encrypts and the other runs in raw mode (docs/PROTOCOL.md §7).
     #[error("encryption mode mismatch: {0}")]
     ModeMismatch(&'static str),
 
     // --- the peer broke a rule, or one side refused the other --------------
     /// A handshake message 1 whose timestamp is not newer than the last one
-    /// accepted from the same static key (PROTOCOL.md §5).
+    /// accepted from the same static key (docs/PROTOCOL.md §5).
     #[error("replayed handshake: its timestamp is not newer than the last one accepted")]
     Replay,
     /// The static key proven by the handshake is not the claimed agent's key.
@@ -61,14 +61,16 @@ pub enum Error {
     /// The other side closed the connection before the handshake completed,
     /// without saying why (it refused us, does not know our key, or had too
     /// many handshakes pending).
-    #[error("the peer closed the connection during the handshake (it refused us, does not know our key, or is too busy)")]
+    #[error(
+        "the peer closed the connection during the handshake (it refused us, does not know our key, or is too busy)"
+    )]
     HandshakeRejected,
     /// The other side refused us and said why, in an authenticated reply.
     #[error("the peer refused the connection: {0}")]
     PeerRefused(String),
 
     // --- the environment ---------------------------------------------------
-    /// The handshake did not complete in time (PROTOCOL.md §6).
+    /// The handshake did not complete in time (docs/PROTOCOL.md §6).
     #[error("the handshake did not complete within {ms} ms")]
     HandshakeTimeout { ms: u64 },
     /// Nothing could be reached at the address.
@@ -86,7 +88,7 @@ pub enum Error {
     /// A key or ticket lookup failed (the callback threw, or the store is down).
     #[error("lookup failed: {0}")]
     LookupFailed(String),
-    /// Too many inbound connections are still in their handshake (PROTOCOL.md §6).
+    /// Too many inbound connections are still in their handshake (docs/PROTOCOL.md §6).
     #[error("too many pending inbound connections")]
     TooManyPending,
 
@@ -97,10 +99,48 @@ pub enum Error {
     /// The call came after `close()`.
     #[error("the peer has been closed")]
     Closed,
+    /// An application listener (`onMessage`) threw; the node carried on.
+    #[error("an application listener threw: {0}")]
+    ListenerFailed(String),
+    /// Messages arrived with no `onMessage` listener and the hold buffer was full.
+    #[error("messages arrived with no onMessage listener and the hold buffer is full")]
+    NoListener,
     /// A bug: a panic caught at the binding, or an impossible state.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Every code `Error::code` can return, for JavaScript and the docs.
+pub const CODES: &[&str] = &[
+    "ERR_EMPTY_FRAME",
+    "ERR_FRAME_TOO_LARGE",
+    "ERR_UNEXPECTED_LETTER",
+    "ERR_BAD_PAYLOAD",
+    "ERR_BAD_MESSAGE",
+    "ERR_MESSAGE_TOO_LARGE",
+    "ERR_DECRYPT",
+    "ERR_MODE_MISMATCH",
+    "ERR_REPLAY",
+    "ERR_KEY_MISMATCH",
+    "ERR_UNKNOWN_PEER",
+    "ERR_TICKET_REFUSED",
+    "ERR_REFEREE_DISABLED",
+    "ERR_LEGACY_REFUSED",
+    "ERR_HANDSHAKE_REJECTED",
+    "ERR_PEER_REFUSED",
+    "ERR_HANDSHAKE_TIMEOUT",
+    "ERR_CONNECT_FAILED",
+    "ERR_CONNECTION_RESET",
+    "ERR_CONNECTION_CLOSED",
+    "ERR_IO",
+    "ERR_LOOKUP_FAILED",
+    "ERR_TOO_MANY_PENDING",
+    "ERR_INVALID_ARGUMENT",
+    "ERR_CLOSED",
+    "ERR_LISTENER",
+    "ERR_NO_LISTENER",
+    "ERR_INTERNAL",
+];
 
 impl Error {
     /// The stable code JavaScript sees (`err.code`, event `reason`).
@@ -131,6 +171,8 @@ impl Error {
             Self::TooManyPending => "ERR_TOO_MANY_PENDING",
             Self::InvalidArgument(_) => "ERR_INVALID_ARGUMENT",
             Self::Closed => "ERR_CLOSED",
+            Self::ListenerFailed(_) => "ERR_LISTENER",
+            Self::NoListener => "ERR_NO_LISTENER",
             Self::Internal(_) => "ERR_INTERNAL",
         }
     }
@@ -165,7 +207,7 @@ impl Error {
 /// Why a link ended, as reported in `closed` events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The responder's idle timer fired (PROTOCOL.md §6).
+    /// The responder's idle timer fired (docs/PROTOCOL.md §6).
     IdleTimeout,
     /// The other side closed the link in an orderly way.
     PeerClosed,
@@ -190,3 +232,84 @@ impl fmt::Display for CloseReason {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each variant. The `match` has no wildcard, so adding a variant
+    /// fails to compile here until it is listed (and its code is in `CODES`).
+    fn every_variant() -> Vec<Error> {
+        let all = vec![
+            Error::EmptyFrame,
+            Error::FrameTooLarge { max: 1 },
+            Error::UnexpectedLetter { letter: 'X', state: "s" },
+            Error::BadPayload(String::new()),
+            Error::BadMessage,
+            Error::MessageTooLarge { max: 1 },
+            Error::Decrypt,
+            Error::ModeMismatch(""),
+            Error::Replay,
+            Error::KeyMismatch { agent: String::new() },
+            Error::UnknownPeer { agent: String::new() },
+            Error::TicketRefused,
+            Error::RefereeDisabled,
+            Error::LegacyRefused,
+            Error::HandshakeRejected,
+            Error::PeerRefused(String::new()),
+            Error::HandshakeTimeout { ms: 1 },
+            Error::ConnectFailed { addr: String::new(), reason: String::new() },
+            Error::ConnectionReset,
+            Error::ConnectionClosed,
+            Error::Io(String::new()),
+            Error::LookupFailed(String::new()),
+            Error::TooManyPending,
+            Error::InvalidArgument(String::new()),
+            Error::Closed,
+            Error::ListenerFailed(String::new()),
+            Error::NoListener,
+            Error::Internal(String::new()),
+        ];
+        for e in &all {
+            match e {
+                Error::EmptyFrame
+                | Error::FrameTooLarge { .. }
+                | Error::UnexpectedLetter { .. }
+                | Error::BadPayload(_)
+                | Error::BadMessage
+                | Error::MessageTooLarge { .. }
+                | Error::Decrypt
+                | Error::ModeMismatch(_)
+                | Error::Replay
+                | Error::KeyMismatch { .. }
+                | Error::UnknownPeer { .. }
+                | Error::TicketRefused
+                | Error::RefereeDisabled
+                | Error::LegacyRefused
+                | Error::HandshakeRejected
+                | Error::PeerRefused(_)
+                | Error::HandshakeTimeout { .. }
+                | Error::ConnectFailed { .. }
+                | Error::ConnectionReset
+                | Error::ConnectionClosed
+                | Error::Io(_)
+                | Error::LookupFailed(_)
+                | Error::TooManyPending
+                | Error::InvalidArgument(_)
+                | Error::Closed
+                | Error::ListenerFailed(_)
+                | Error::NoListener
+                | Error::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_code_is_listed_once() {
+        let codes: Vec<&str> = every_variant().iter().map(Error::code).collect();
+        assert_eq!(codes, CODES, "CODES lists each variant's code, in order");
+        let unique: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), codes.len(), "codes are distinct");
+    }
+}

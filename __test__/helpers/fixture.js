@@ -1,6 +1,7 @@
 'use strict'
 // Peer factories and waiting helpers for the NoisePeer suites.
 const { NoisePeer, generateKeypair } = require('../..')
+const { waitFor, sleep, rejection } = require('./wait')
 
 // A small world of nodes that know each other's keys (a tally relation each way).
 class World {
@@ -41,27 +42,6 @@ class World {
     await Promise.all(this.peers.map(p => p.close()))
     this.peers = []
   }
-}
-
-// Poll until `predicate()` is truthy; fail with `what` after `ms`.
-async function waitFor (predicate, what = 'condition', ms = 5000) {
-  const until = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 5))
-  }
-}
-
-const sleep = (ms) => new Promise(resolve => setTimeout(resolve, ms))
-
-// Resolves with the error a promise rejects with; fails if it resolves.
-async function rejection (promise) {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection, but it resolved')
 }
 
 module.exports = { World, waitFor, sleep, rejection }

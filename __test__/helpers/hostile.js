@@ -17,9 +17,9 @@ const cipherState = require('noise-protocol/cipher-state')({ cipher: require('no
 const HOST = '127.0.0.1'
 const ROOT = path.resolve(__dirname, '..', '..')
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const { sleep } = require('./wait')
 
-// A frame: 4-byte big-endian length, then letter + body (PROTOCOL.md §2).
+// A frame: 4-byte big-endian length, then letter + body (docs/PROTOCOL.md §2).
 function frame (letter, body = Buffer.alloc(0)) {
   const b = Buffer.concat([Buffer.from(letter, 'latin1'), Buffer.from(body)])
   const len = Buffer.alloc(4)

@@ -1,6 +1,6 @@
 'use strict'
 // Reference "legacy" peer for tests: behaves on the wire like a JavaScript
-// MyCHIPs node's Noise socket module (see /work/shared/PROTOCOL.md §2-4, §9).
+// MyCHIPs node's Noise socket module (see docs/PROTOCOL.md §2-4, §9).
 // It is deliberately permissive the way a JS node is (ignores unexpected
 // letters, no frame size limit, whole messages in one T frame), so native tests
 // can check interop against it. Test-only code: loopback use, no hardening.

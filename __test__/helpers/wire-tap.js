@@ -7,7 +7,7 @@
 // - Capture: a TCP server that records what a client writes and answers nothing.
 //
 // parseFrames() reads a byte stream as frames with a 4-byte big-endian length
-// prefix (PROTOCOL.md §2); it knows nothing else about the protocol.
+// prefix (docs/PROTOCOL.md §2); it knows nothing else about the protocol.
 
 const net = require('net')
 

@@ -18,17 +18,10 @@ use tokio::sync::oneshot;
 
 use super::options::{Delivery, EventInfo, FromInfo, LookupRequest, MessageInfo, SendResult};
 use crate::driver::{LinkInfo, PeerEvent, Sink, Store};
-use crate::proto::{keys, Address, Key};
+use crate::proto::{keys, Address, Answer, Key};
 
 /// A weak JavaScript callback taking one value.
 pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
-
-/// The application's answer to a lookup.
-pub enum Reply {
-    Key(Option<Key>),
-    Ticket(bool),
-    Failed(String),
-}
 
 pub struct JsSink {
     pub on_message: JsCallback<Delivery>,
@@ -45,7 +38,9 @@ impl Sink for JsSink {
                 early,
             })
             .collect();
-        let _ = self.on_message.call(Delivery { from: FromInfo::from(from), messages }, ThreadsafeFunctionCallMode::NonBlocking);
+        let _ = self
+            .on_message
+            .call(Delivery { from: FromInfo::from(from), messages }, ThreadsafeFunctionCallMode::NonBlocking);
     }
 
     fn event(&self, event: PeerEvent) {
@@ -81,24 +76,29 @@ pub async fn report_results(
 
 pub struct JsStore {
     on_request: JsCallback<LookupRequest>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next: AtomicU64,
-    has_keys: bool,
 }
 
 impl JsStore {
-    pub fn new(on_request: JsCallback<LookupRequest>, has_keys: bool) -> Self {
-        Self { on_request, pending: Mutex::default(), next: AtomicU64::new(1), has_keys }
+    pub fn new(on_request: JsCallback<LookupRequest>) -> Self {
+        Self { on_request, pending: Mutex::default(), next: AtomicU64::new(1) }
     }
 
     /// Deliver the application's answer to request `id` (false: unknown id,
     /// for example one that already timed out).
-    pub fn answer(&self, id: u64, reply: Reply) -> bool {
+    pub fn answer(&self, id: u64, reply: Answer) -> bool {
         let tx = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
         tx.is_some_and(|tx| tx.send(reply).is_ok())
     }
 
-    fn ask(self: &Arc<Self>, kind: &str, agent: Option<String>, ticket: Option<String>, from: Option<String>) -> BoxFuture<'static, Result<Reply, String>> {
+    fn ask(
+        self: &Arc<Self>,
+        kind: &str,
+        agent: Option<String>,
+        ticket: Option<String>,
+        from: Option<String>,
+    ) -> BoxFuture<'static, Result<Answer, String>> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -146,9 +146,9 @@ impl Store for SharedStore {
         let ask = self.0.ask("peerKey", Some(agent), None, None);
         Box::pin(async move {
             match ask.await? {
-                Reply::Key(k) => Ok(k),
-                Reply::Failed(e) => Err(e),
-                Reply::Ticket(_) => Err("a ticket answer to a key question".into()),
+                Answer::Key(k) => Ok(k),
+                Answer::Failed(e) => Err(e),
+                Answer::Ticket(_) => Err("a ticket answer to a key question".into()),
             }
         })
     }
@@ -158,15 +158,11 @@ impl Store for SharedStore {
         let ask = self.0.ask("checkTicket", None, Some(ticket.to_string()), from);
         Box::pin(async move {
             match ask.await? {
-                Reply::Ticket(ok) => Ok(ok),
-                Reply::Failed(e) => Err(e),
-                Reply::Key(_) => Err("a key answer to a ticket question".into()),
+                Answer::Ticket(ok) => Ok(ok),
+                Answer::Failed(e) => Err(e),
+                Answer::Key(_) => Err("a key answer to a ticket question".into()),
             }
         })
-    }
-
-    fn has_keys(&self) -> bool {
-        self.0.has_keys
     }
 }
 

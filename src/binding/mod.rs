@@ -29,10 +29,8 @@ pub fn generate_keypair() -> Result<Keypair> {
 /// libsodium Ed25519 secret key), for nodes that already have one.
 #[napi(catch_unwind)]
 pub fn keypair_from_seed(seed: napi::bindgen_prelude::Buffer) -> Result<Keypair> {
-    let seed: [u8; 32] = seed
-        .as_ref()
-        .try_into()
-        .map_err(|_| to_js(crate::Error::InvalidArgument("a seed is 32 bytes".into())))?;
+    let seed: [u8; 32] =
+        seed.as_ref().try_into().map_err(|_| to_js(crate::Error::InvalidArgument("a seed is 32 bytes".into())))?;
     Ok(Keypair::from(keys::Identity::from_seed(&seed)))
 }
 
@@ -41,6 +39,18 @@ pub fn keypair_from_seed(seed: napi::bindgen_prelude::Buffer) -> Result<Keypair>
 #[napi(catch_unwind)]
 pub fn agent_key(agent: String) -> Option<napi::bindgen_prelude::Buffer> {
     keys::agent_key(&agent).map(|k| k.to_vec().into())
+}
+
+/// The defaults of every `NoisePeer` option that has one.
+#[napi(catch_unwind)]
+pub fn defaults() -> options::PeerDefaults {
+    peer::defaults()
+}
+
+/// Every error code the addon can report (`err.code`, event `reason`).
+#[napi(catch_unwind)]
+pub fn error_codes() -> Vec<&'static str> {
+    crate::error::CODES.to_vec()
 }
 
 /// Test hook: panic in Rust, synchronously (`"sync"`) or inside a promise

@@ -24,25 +24,49 @@ impl From<Identity> for Keypair {
     }
 }
 
-/// Settings for a native peer (the JavaScript layer fills in defaults).
+/// Settings for a native peer, named as `NoisePeer`'s options. Absent
+/// values take the defaults of `defaults()`; values out of range are refused
+/// with `ERR_INVALID_ARGUMENT`.
 #[napi(object)]
 pub struct NativeOptions {
-    pub agent: String,
+    /// Our agent id (required).
+    pub agent: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<f64>,
+    /// Our X25519 private key; required unless `encrypt` is false.
+    pub private_key: Option<Buffer>,
+    /// False runs in raw mode (no encryption), for simulations.
+    pub encrypt: Option<bool>,
+    /// Responder idle timeout in ms; 0 turns it off.
+    pub timeout: Option<f64>,
+    pub handshake_timeout: Option<f64>,
+    pub drain_timeout: Option<f64>,
+    pub max_frame: Option<f64>,
+    pub max_message: Option<f64>,
+    pub max_pending: Option<f64>,
+    pub max_pending_per_ip: Option<f64>,
+    pub referee: Option<bool>,
+    pub legacy: Option<bool>,
+    /// The application supplied a `peerKey` callback.
+    pub has_peer_key: Option<bool>,
+}
+
+/// The defaults of every `NoisePeer` option that has one.
+#[napi(object)]
+pub struct PeerDefaults {
     pub host: String,
     pub port: u32,
-    /// X25519 private key; absent for raw mode.
-    pub private_key: Option<Buffer>,
-    pub timeout_ms: f64,
-    pub handshake_timeout_ms: f64,
-    pub drain_timeout_ms: f64,
+    pub encrypt: bool,
+    /// Responder idle timeout, ms.
+    pub timeout: f64,
+    pub handshake_timeout: f64,
+    pub drain_timeout: f64,
     pub max_frame: u32,
     pub max_message: u32,
     pub max_pending: u32,
     pub max_pending_per_ip: u32,
     pub referee: bool,
-    pub accept_legacy: bool,
-    /// The application supplied a `peerKey` callback.
-    pub has_peer_key: bool,
+    pub legacy: bool,
 }
 
 /// Where to send.
@@ -188,7 +212,15 @@ pub struct LinkSummary {
 impl From<LinkInfo> for LinkSummary {
     fn from(i: LinkInfo) -> Self {
         let f = FromInfo::from(&i);
-        Self { link: f.link, agent: f.agent, host: f.host, port: f.port, pattern: f.pattern, native: f.native, initiator: f.initiator }
+        Self {
+            link: f.link,
+            agent: f.agent,
+            host: f.host,
+            port: f.port,
+            pattern: f.pattern,
+            native: f.native,
+            initiator: f.initiator,
+        }
     }
 }
 

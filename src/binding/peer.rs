@@ -7,67 +7,122 @@ use std::time::Duration;
 use napi::bindgen_prelude::{within_runtime_if_available, Buffer};
 use napi_derive::napi;
 
-use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, Reply, SharedStore};
+use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, SharedStore};
 use super::error::{to_js, Result};
 use super::options::{
     Delivery, EventInfo, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions, NativeTarget,
-    SendResult,
+    PeerDefaults, SendResult,
 };
 use crate::driver::Done;
 use crate::driver::{Peer, PeerConfig, SendOptions, Target};
 use crate::error::Error;
-use crate::proto::{self, keys};
+use crate::proto::{self, keys, Answer};
 
-fn ms(v: f64, what: &str) -> std::result::Result<Duration, Error> {
-    if v.is_finite() && v > 0.0 && v < 1e12 {
-        Ok(Duration::from_secs_f64(v / 1000.0))
+type Checked<T> = std::result::Result<T, Error>;
+
+fn invalid<T>(what: impl Into<String>) -> Checked<T> {
+    Err(Error::InvalidArgument(what.into()))
+}
+
+/// A whole number in `range`, or the default when absent.
+fn count(v: Option<f64>, default: usize, name: &str, range: std::ops::RangeInclusive<usize>) -> Checked<usize> {
+    let Some(v) = v else { return Ok(default) };
+    // CANNOT TRUNCATE: the value is checked to be a whole number within `range`.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    if v.fract() == 0.0 && v >= *range.start() as f64 && v <= *range.end() as f64 {
+        Ok(v as usize)
     } else {
-        Err(Error::InvalidArgument(format!("{what} must be a positive number of milliseconds")))
+        invalid(format!("{name} must be a whole number {}..{}", range.start(), range.end()))
     }
 }
 
-fn config(o: NativeOptions) -> std::result::Result<PeerConfig, Error> {
-    let identity = match o.private_key {
-        None => None,
-        Some(k) => {
+/// A positive number of milliseconds, or the default when absent.
+fn duration(v: Option<f64>, default: Duration, name: &str) -> Checked<Duration> {
+    match v {
+        None => Ok(default),
+        Some(v) if v.is_finite() && v > 0.0 && v < 1e12 => Ok(Duration::from_secs_f64(v / 1000.0)),
+        Some(_) => invalid(format!("{name} must be a positive number of milliseconds")),
+    }
+}
+
+/// A timer in milliseconds that 0 turns off.
+fn timer(v: Option<f64>, default: Option<Duration>, name: &str) -> Checked<Option<Duration>> {
+    match v {
+        Some(0.0) => Ok(None),
+        None => Ok(default),
+        v => duration(v, Duration::ZERO, &format!("{name} (0 for none)")).map(Some),
+    }
+}
+
+/// Options as JavaScript gave them -> the node's settings, with the Rust
+/// defaults for what is absent.
+fn config(o: NativeOptions) -> Checked<PeerConfig> {
+    let Some(agent) = o.agent.filter(|a| !a.is_empty()) else {
+        return invalid("options.agent (our agent id) is required");
+    };
+    let mut cfg = PeerConfig::new(agent);
+    let d = proto::Config::default();
+    let identity = match (o.encrypt.unwrap_or(true), o.private_key) {
+        (false, _) => None,
+        (true, None) => {
+            return invalid("keys: { privateKey } is required; for raw mode (no encryption) say encrypt: false")
+        }
+        (true, Some(k)) => {
             let private = keys::key_from_slice(&k)
                 .ok_or_else(|| Error::InvalidArgument("privateKey must be 32 bytes (X25519)".into()))?;
-            Some(keys::Identity { agent: o.agent.clone(), public: public_of(&private)?, private })
+            Some(keys::Identity { agent: cfg.agent.clone(), public: keys::public_from_private(&private), private })
         }
     };
-    if o.agent.is_empty() {
-        return Err(Error::InvalidArgument("agent is required".into()));
+    if let Some(host) = o.host {
+        cfg.host = host;
     }
-    let port = u16::try_from(o.port).map_err(|_| Error::InvalidArgument("port must be 0..65535".into()))?;
-    let max_frame = (o.max_frame as usize).clamp(64, proto::frame::DEFAULT_MAX_FRAME);
-    Ok(PeerConfig {
-        agent: o.agent,
-        host: o.host,
-        port,
-        proto: proto::Config {
-            identity,
-            max_frame,
-            max_message: (o.max_message as usize).max(1024),
-            handshake_timeout: ms(o.handshake_timeout_ms, "handshakeTimeout")?,
-            // A timeout of 0 turns the responder's idle timer off.
-            idle_timeout: if o.timeout_ms == 0.0 { None } else { Some(ms(o.timeout_ms, "timeout")?) },
-            drain_timeout: ms(o.drain_timeout_ms, "drainTimeout")?,
-            referee: o.referee,
-            accept_legacy: o.accept_legacy,
-        },
-        max_pending: (o.max_pending as usize).max(1),
-        max_pending_per_ip: (o.max_pending_per_ip as usize).max(1),
-    })
+    cfg.port = u16::try_from(count(o.port, 0, "port", 0..=65535)?).unwrap_or(0);
+    cfg.max_pending = count(o.max_pending, cfg.max_pending, "maxPending", 1..=1_000_000)?;
+    cfg.max_pending_per_ip = count(o.max_pending_per_ip, cfg.max_pending_per_ip, "maxPendingPerIp", 1..=1_000_000)?;
+    cfg.proto = proto::Config {
+        admit_any_agent: identity.is_none() && !o.has_peer_key.unwrap_or(false),
+        identity,
+        max_frame: count(
+            o.max_frame,
+            d.max_frame,
+            "maxFrame",
+            proto::config::MIN_FRAME..=proto::frame::DEFAULT_MAX_FRAME,
+        )?,
+        max_message: count(
+            o.max_message,
+            d.max_message,
+            "maxMessage",
+            proto::config::MIN_MESSAGE..=proto::config::MAX_MESSAGE,
+        )?,
+        handshake_timeout: duration(o.handshake_timeout, d.handshake_timeout, "handshakeTimeout")?,
+        idle_timeout: timer(o.timeout, d.idle_timeout, "timeout")?,
+        drain_timeout: duration(o.drain_timeout, d.drain_timeout, "drainTimeout")?,
+        referee: o.referee.unwrap_or(d.referee),
+        accept_legacy: o.legacy.unwrap_or(d.accept_legacy),
+    };
+    Ok(cfg)
 }
 
-/// The X25519 public key of a private key, by running snow's own DH.
-fn public_of(private: &keys::Key) -> std::result::Result<keys::Key, Error> {
-    use snow::resolvers::{CryptoResolver, DefaultResolver};
-    let mut dh = DefaultResolver
-        .resolve_dh(&snow::params::DHChoice::Curve25519)
-        .ok_or_else(|| Error::Internal("no X25519".into()))?;
-    dh.set(private);
-    keys::key_from_slice(dh.pubkey()).ok_or_else(|| Error::Internal("bad public key".into()))
+/// The defaults of every option, from the Rust settings (the one source).
+pub fn defaults() -> PeerDefaults {
+    let cfg = PeerConfig::new("");
+    let d = &cfg.proto;
+    let ms = |t: Duration| t.as_secs_f64() * 1000.0;
+    let n = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    PeerDefaults {
+        host: cfg.host.clone(),
+        port: u32::from(cfg.port),
+        encrypt: true,
+        timeout: d.idle_timeout.map_or(0.0, ms),
+        handshake_timeout: ms(d.handshake_timeout),
+        drain_timeout: ms(d.drain_timeout),
+        max_frame: n(d.max_frame),
+        max_message: n(d.max_message),
+        max_pending: n(cfg.max_pending),
+        max_pending_per_ip: n(cfg.max_pending_per_ip),
+        referee: d.referee,
+        legacy: d.accept_legacy,
+    }
 }
 
 fn target(t: NativeTarget) -> std::result::Result<Target, Error> {
@@ -86,9 +141,9 @@ fn send_options(o: Option<NativeSendOptions>) -> std::result::Result<SendOptions
     let Some(o) = o else { return Ok(SendOptions::default()) };
     let ticket = match o.ticket {
         None => None,
-        Some(t) => Some(
-            serde_json::from_str(&t).map_err(|e| Error::InvalidArgument(format!("ticket is not JSON: {e}")))?,
-        ),
+        Some(t) => {
+            Some(serde_json::from_str(&t).map_err(|e| Error::InvalidArgument(format!("ticket is not JSON: {e}")))?)
+        }
     };
     Ok(SendOptions { ticket, referee: o.referee.unwrap_or(false) })
 }
@@ -96,6 +151,7 @@ fn send_options(o: Option<NativeSendOptions>) -> std::result::Result<SendOptions
 #[napi]
 pub struct NativePeer {
     peer: Peer,
+    encrypted: bool,
     store: Arc<JsStore>,
     /// Where sends report how they ended (batched to `onSent`).
     results: tokio::sync::mpsc::UnboundedSender<(u64, crate::Result<()>)>,
@@ -115,13 +171,14 @@ impl NativePeer {
         on_request: JsCallback<LookupRequest>,
         on_sent: JsCallback<Vec<SendResult>>,
     ) -> Result<Self> {
-        let has_keys = options.has_peer_key;
         let cfg = config(options).map_err(to_js)?;
-        let store = Arc::new(JsStore::new(on_request, has_keys));
+        let encrypted = cfg.proto.identity.is_some();
+        let store = Arc::new(JsStore::new(on_request));
         let sink = Arc::new(JsSink { on_message, on_event });
         let (results, rx) = tokio::sync::mpsc::unbounded_channel();
         within_runtime_if_available(|| tokio::spawn(report_results(rx, on_sent)));
-        Ok(Self { peer: Peer::new(cfg, Arc::new(SharedStore(store.clone())), sink), store, results })
+        let peer = Peer::new(cfg, Arc::new(SharedStore(store.clone())), sink).map_err(to_js)?;
+        Ok(Self { peer, encrypted, store, results })
     }
 
     /// Start listening; resolves with the bound address.
@@ -165,6 +222,12 @@ impl NativePeer {
         Ok(())
     }
 
+    /// True when the node encrypts (false in raw mode).
+    #[napi(getter)]
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
     /// The links open right now.
     #[napi(catch_unwind)]
     pub fn links(&self) -> Vec<LinkSummary> {
@@ -175,13 +238,13 @@ impl NativePeer {
     #[napi(catch_unwind)]
     pub fn answer(&self, id: f64, key: Option<Buffer>, ok: Option<bool>, error: Option<String>) -> Result<bool> {
         let reply = match (error, ok, key) {
-            (Some(e), _, _) => Reply::Failed(e),
-            (None, Some(ok), _) => Reply::Ticket(ok),
+            (Some(e), _, _) => Answer::Failed(e),
+            (None, Some(ok), _) => Answer::Ticket(ok),
             (None, None, Some(k)) => match key_from_js(&k) {
-                Some(k) => Reply::Key(Some(k)),
-                None => Reply::Failed("peerKey returned a key that is not 32 bytes".into()),
+                Some(k) => Answer::Key(Some(k)),
+                None => Answer::Failed("peerKey returned a key that is not 32 bytes".into()),
             },
-            (None, None, None) => Reply::Key(None),
+            (None, None, None) => Answer::Key(None),
         };
         Ok(self.store.answer(id as u64, reply))
     }

@@ -15,22 +15,24 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use futures::StreamExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::listener::PendingGuard;
+use super::event::{EventKind, LinkInfo, PeerEvent};
+use super::lookup;
+use super::pending::PendingGuard;
+use super::queue::Cmd;
 use super::registry::{NewLink, Retire};
-use super::{Done, EventKind, LinkInfo, PeerEvent, SendOptions, Shared, Target};
+use super::shared::Shared;
+use super::writer::{write_loop, WriteItem};
 use crate::error::{CloseReason, Error, Result};
-use crate::proto::{self, frame, Answer, Connection, Dial, DialSpec, Event, Need, PeerInfo};
+use crate::proto::{frame, Answer, Connection, Event, Need, PeerInfo};
 
 /// Frame batches waiting for the writer before the link stops taking sends.
 const MAX_QUEUED_WRITES: usize = 64;
@@ -38,29 +40,19 @@ const MAX_QUEUED_WRITES: usize = 64;
 /// messages reach JavaScript in one call.
 const MAX_READ_BURST: usize = 64;
 
-/// A message on its way to a link.
-pub(crate) struct Outgoing {
-    pub data: Vec<u8>,
-    pub done: Done,
-    pub target: Target,
-    pub opts: SendOptions,
-    pub attempts: u8,
-}
-
-pub(crate) enum Cmd {
-    Send(Outgoing),
-    /// Answer once the link is open (the address lets a closing link pass
-    /// the request on to the next one).
-    Connect { done: oneshot::Sender<Result<LinkInfo>>, target: Target, opts: SendOptions },
-}
-
 /// Settles a link whose task panicked: tokio contains the panic, and this
 /// guard removes the link from the registry and reports it, so the node
 /// keeps serving everyone else. (Sends queued on it are rejected when their
 /// channel is dropped.)
-struct PanicGuard {
+pub(crate) struct PanicGuard {
     shared: Arc<Shared>,
     id: u64,
+}
+
+impl PanicGuard {
+    pub fn new(shared: &Arc<Shared>, id: u64) -> Self {
+        Self { shared: shared.clone(), id }
+    }
 }
 
 impl Drop for PanicGuard {
@@ -68,91 +60,9 @@ impl Drop for PanicGuard {
         if std::thread::panicking() {
             self.shared.registry.remove(self.id);
             let err = Error::Internal("a link task panicked".into());
-            self.shared.sink.event(failure_event(self.id, None, None, false, &err));
+            self.shared.sink.event(PeerEvent::failure(self.id, None, None, false, &err));
         }
     }
-}
-
-/// Frames for the writer, and who to tell once they are flushed.
-struct WriteItem {
-    frames: Vec<Vec<u8>>,
-    done: Option<Done>,
-}
-
-/// Open an outbound link: find the key, connect, write message 1, run.
-pub(crate) async fn dial(shared: Arc<Shared>, new: NewLink, target: Target, opts: SendOptions) {
-    let _guard = PanicGuard { shared: shared.clone(), id: new.id };
-    let started = tokio::select! {
-        r = start_dial(&shared, &target, &opts) => r,
-        _ = new.cancel.cancelled() => Err(Error::Closed),
-    };
-    match started {
-        Ok((stream, conn, remote)) => {
-            let peer = Dialled { agent: target.agent.clone(), remote };
-            run(shared, new, stream, conn, Origin::Dialled(peer)).await;
-        }
-        Err(err) => {
-            let NewLink { id, mut rx, .. } = new;
-            shared.registry.retire(&shared, id, &mut rx, Retire::Reject(err.clone()));
-            shared.registry.remove(id);
-            let remote = format!("{}:{}", target.host.as_deref().unwrap_or(""), target.port.unwrap_or(0)).parse().ok();
-            shared.sink.event(failure_event(id, target.agent.clone(), remote, true, &err));
-        }
-    }
-}
-
-async fn start_dial(shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(TcpStream, Connection, Option<SocketAddr>)> {
-    let agent = target.agent.clone().unwrap_or_default();
-    let proto = &shared.proto;
-    // The responder's key: given, else the store's, else the one its agent id names.
-    let remote_key = match (&proto.identity, target.key) {
-        (None, _) => None,
-        (Some(_), Some(k)) => Some(k),
-        (Some(_), None) => {
-            let stored = tokio::time::timeout(proto.handshake_timeout, shared.store.peer_key(agent.clone()))
-                .await
-                .map_err(|_| Error::LookupFailed(format!("key of {agent}: timed out")))?
-                .map_err(|e| Error::LookupFailed(format!("key of {agent}: {e}")))?;
-            Some(stored.or_else(|| proto::keys::agent_key(&agent)).ok_or(Error::UnknownPeer { agent: agent.clone() })?)
-        }
-    };
-    let host = target.host.clone().unwrap_or_default();
-    let port = target.port.unwrap_or(0);
-    let addr = format!("{host}:{port}");
-    let connect = tokio::time::timeout(proto.handshake_timeout, TcpStream::connect((host.as_str(), port)));
-    let stream = match connect.await {
-        Ok(Ok(s)) => s,
-        // A reset here means something accepted and then dropped us.
-        Ok(Err(e)) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted) => {
-            return Err(Error::ConnectionReset)
-        }
-        Ok(Err(e)) => return Err(Error::ConnectFailed { addr, reason: e.to_string() }),
-        Err(_) => return Err(Error::ConnectFailed { addr, reason: "timed out".into() }),
-    };
-    let _ = stream.set_nodelay(true);
-    let remote = stream.peer_addr().ok().or_else(|| addr.parse().ok());
-    let dial = match (&opts.ticket, opts.referee) {
-        (_, true) => Dial::Referee,
-        (Some(ticket), false) => {
-            let local = shared.local.lock().ok().and_then(|g| *g);
-            let from = proto::Address {
-                agent: shared.cfg.agent.clone(),
-                host: Some(shared.cfg.host.clone()),
-                port: local.map(|a| a.port()).or(Some(shared.cfg.port)),
-            };
-            Dial::Ticket { ticket: ticket.clone(), from }
-        }
-        (None, false) => Dial::Key,
-    };
-    let spec = DialSpec {
-        dial,
-        local_agent: shared.cfg.agent.clone(),
-        remote_agent: agent,
-        remote_key,
-        timestamp: super::next_timestamp(),
-    };
-    let conn = Connection::initiator(shared.proto.clone(), Instant::now().into_std(), spec)?;
-    Ok((stream, conn, remote))
 }
 
 /// Whom we dialled (reported if the link fails before its handshake ends).
@@ -171,17 +81,14 @@ pub(crate) enum Origin {
 /// Drive one connection until it ends, then settle everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, conn: Connection, origin: Origin) {
     let NewLink { id, rx: cmds, cancel } = new;
-    let _guard = PanicGuard { shared: shared.clone(), id };
+    let _guard = PanicGuard::new(&shared, id);
     let (remote, pending, dialled_agent) = match origin {
         Origin::Accepted { remote, pending } => (Some(remote), Some(pending), None),
         Origin::Dialled(d) => (d.remote, None, d.agent),
     };
     let (rd, wr) = stream.into_split();
     let limit = shared.proto.codec_limit();
-    // Writing needs its own limit: a node that refuses legacy callers may
-    // still dial a JavaScript node, which must get a long message as one
-    // oversized `T`. The core has already bounded the message size.
-    let write_limit = shared.proto.max_frame.max(shared.proto.max_message + 1 + frame::TAG_LEN);
+    let write_limit = shared.proto.write_limit();
     let written = Arc::new(AtomicU64::new(0));
     let (wtx, wrx) = mpsc::channel::<WriteItem>(MAX_QUEUED_WRITES);
     let writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(write_limit)), wrx, written.clone()));
@@ -336,7 +243,8 @@ impl LinkTask {
                 Event::Message { data, early } => self.inbox.push((data, early)),
                 Event::Closing(reason) => {
                     self.close_reason = Some(reason);
-                    self.shared.registry.retire(&self.shared, self.id, &mut self.cmds, Retire::Requeue);
+                    let dials = self.shared.registry.retire(self.id, &mut self.cmds, Retire::Requeue);
+                    self.shared.start_dials(dials);
                 }
             }
         }
@@ -355,18 +263,7 @@ impl LinkTask {
             encrypted: self.shared.proto.identity.is_some(),
         };
         self.shared.registry.opened(self.id, &info);
-        self.shared.sink.event(PeerEvent {
-            kind: EventKind::Open,
-            link: self.id,
-            agent: info.agent.clone(),
-            remote: self.remote,
-            pattern: Some(info.pattern),
-            initiator: info.initiator,
-            reason: None,
-            message: None,
-            clean: true,
-            written: 0,
-        });
+        self.shared.sink.event(PeerEvent::open(&info, self.remote));
         self.info = Some(info);
     }
 
@@ -399,7 +296,8 @@ impl LinkTask {
             Err(e) if was_open && !e.is_refusal() => Retire::Requeue,
             Err(e) => Retire::Reject(e.clone()),
         };
-        self.shared.registry.retire(&self.shared, self.id, &mut self.cmds, retire);
+        let dials = self.shared.registry.retire(self.id, &mut self.cmds, retire);
+        self.shared.start_dials(dials);
         // After an orderly end, frames already encrypted are still written
         // (the other side reads until our FIN). After a failure only handshake
         // frames (a refusal `A`) go out; encrypted messages are rejected.
@@ -436,7 +334,13 @@ impl LinkTask {
     fn end_event(&self, outcome: &Result<()>) -> PeerEvent {
         let Some(info) = &self.info else {
             let err = outcome.clone().err().unwrap_or(Error::Closed);
-            return failure_event(self.id, self.dialled_agent.clone(), self.remote, self.conn.is_initiator(), &err);
+            return PeerEvent::failure(
+                self.id,
+                self.dialled_agent.clone(),
+                self.remote,
+                self.conn.is_initiator(),
+                &err,
+            );
         };
         PeerEvent {
             kind: EventKind::Close,
@@ -453,22 +357,6 @@ impl LinkTask {
             clean: outcome.is_ok(),
             written: self.written.load(Ordering::Relaxed),
         }
-    }
-}
-
-/// The event for a connection that never opened.
-pub(crate) fn failure_event(id: u64, agent: Option<String>, remote: Option<SocketAddr>, initiator: bool, err: &Error) -> PeerEvent {
-    PeerEvent {
-        kind: if err.is_refusal() { EventKind::Refused } else { EventKind::Error },
-        link: id,
-        agent,
-        remote,
-        pattern: None,
-        initiator,
-        reason: Some(err.code().to_owned()),
-        message: Some(err.to_string()),
-        clean: false,
-        written: 0,
     }
 }
 
@@ -497,91 +385,11 @@ fn codec_error(err: &std::io::Error, limit: usize) -> Error {
     }
 }
 
-pub(crate) fn reject(cmd: Cmd, err: &Error) {
-    match cmd {
-        Cmd::Send(out) => {
-            out.done.complete(Err(err.clone()));
-        }
-        Cmd::Connect { done, .. } => {
-            let _ = done.send(Err(err.clone()));
-        }
-    }
-}
-
 fn spawn_lookup(shared: &Arc<Shared>, need: Need, answers: mpsc::Sender<Answer>) {
     let store = shared.store.clone();
     let deadline = shared.proto.handshake_timeout;
-    let raw = shared.proto.identity.is_none();
     tokio::spawn(async move {
-        let answer = match need {
-            // Raw mode without a key source: simulations admit every agent.
-            Need::PeerKey { .. } if raw && !store.has_keys() => Answer::Key(Some([0; 32])),
-            Need::PeerKey { agent } => match tokio::time::timeout(deadline, store.peer_key(agent)).await {
-                Ok(Ok(key)) => Answer::Key(key),
-                Ok(Err(e)) => Answer::Failed(e),
-                Err(_) => Answer::Failed("timed out".into()),
-            },
-            Need::Ticket { ticket, from } => match tokio::time::timeout(deadline, store.check_ticket(ticket, from)).await {
-                Ok(Ok(ok)) => Answer::Ticket(ok),
-                Ok(Err(e)) => Answer::Failed(e),
-                Err(_) => Answer::Failed("timed out".into()),
-            },
-        };
+        let answer = lookup::answer(&*store, need, deadline).await;
         let _ = answers.send(answer).await;
     });
-}
-
-/// Write frames in batches: feed everything queued, flush once, then resolve
-/// the sends. Ends (and shuts down the write half, sending FIN) when the link
-/// drops its end of the queue.
-async fn write_loop(
-    mut sink: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    mut rx: mpsc::Receiver<WriteItem>,
-    written: Arc<AtomicU64>,
-) -> Result<()> {
-    let mut batch: Vec<WriteItem> = Vec::new();
-    while let Some(item) = rx.recv().await {
-        batch.push(item);
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
-        let mut result = Ok(());
-        'feed: for item in &mut batch {
-            for f in item.frames.drain(..) {
-                if let Err(e) = sink.feed(Bytes::from(f)).await {
-                    result = Err(e);
-                    break 'feed;
-                }
-            }
-        }
-        if result.is_ok() {
-            result = SinkExt::<Bytes>::flush(&mut sink).await;
-        }
-        match result {
-            Ok(()) => {
-                for item in batch.drain(..) {
-                    if let Some(done) = item.done {
-                        written.fetch_add(1, Ordering::Relaxed);
-                        done.complete(Ok(()));
-                    }
-                }
-            }
-            Err(e) => {
-                let err = Error::from_io(&e);
-                rx.close();
-                for item in batch.drain(..).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                    if let Some(done) = item.done {
-                        done.complete(Err(err.clone()));
-                    }
-                }
-                return Err(err);
-            }
-        }
-    }
-    // Bounded: a peer that stopped reading must not hold us forever.
-    let _ = tokio::time::timeout(Duration::from_secs(5), SinkExt::<Bytes>::close(&mut sink)).await;
-    Ok(())
 }

@@ -1,5 +1,5 @@
-//! The agent -> links map: which link a message goes on, when a new one is
-//! dialled, and where messages go when a link closes before writing them.
+//! The agent -> links map: which link a message goes on, when a new one must
+//! be dialled, and where messages go when a link closes before writing them.
 //!
 //! A link is registered under its agent once its handshake has proven who is
 //! at the other end, whichever side opened it, so both directions share one
@@ -12,16 +12,20 @@
 //! order); a closing link takes its unsent messages off its queue and routes
 //! them to the next link under the same lock. So messages to one agent keep
 //! the order in which `send` was called, across link changes.
+//!
+//! The registry starts no task: when a message needs a new link, it returns
+//! a `DialOrder`, and the caller starts the dial once the lock is released.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::link::{self, Cmd, Outgoing};
-use super::{LinkInfo, SendOptions, Shared, Target};
+use super::event::LinkInfo;
+use super::queue::{Cmd, Outgoing, SendOptions, Target};
 use crate::error::{Error, Result};
+use crate::proto::Pattern;
 
 /// How many links a message may be handed to before its send is rejected.
 pub(crate) const MAX_ATTEMPTS: u8 = 3;
@@ -47,30 +51,6 @@ struct Entry {
     cancel: CancellationToken,
 }
 
-#[derive(Default)]
-struct Inner {
-    next_id: u64,
-    links: HashMap<u64, Entry>,
-    routes: HashMap<Route, Vec<u64>>,
-}
-
-impl Inner {
-    fn unroute(&mut self, id: u64) {
-        let Some(route) = self.links.get_mut(&id).and_then(|e| e.route.take()) else { return };
-        if let Some(ids) = self.routes.get_mut(&route) {
-            ids.retain(|&i| i != id);
-            if ids.is_empty() {
-                self.routes.remove(&route);
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct Registry {
-    inner: Mutex<Inner>,
-}
-
 /// A new link's end of its command queue.
 pub(crate) struct NewLink {
     pub id: u64,
@@ -78,18 +58,70 @@ pub(crate) struct NewLink {
     pub cancel: CancellationToken,
 }
 
+/// A link the registry created for a message: the caller must dial it.
+pub(crate) struct DialOrder {
+    pub link: NewLink,
+    pub target: Target,
+    pub opts: SendOptions,
+}
+
+/// What a retiring link does with messages still queued on it.
+pub(crate) enum Retire {
+    /// Hand them to another link (nothing of them was written).
+    Requeue,
+    /// Reject them: the reason applies to any link to that peer.
+    Reject(Error),
+}
+
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// The node's shutdown: every link's cancel token is a child of it.
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    links: HashMap<u64, Entry>,
+    routes: HashMap<Route, Vec<u64>>,
+}
+
 impl Registry {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        Self { inner: Mutex::default(), shutdown }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the maps half-updated
         // in a way that matters more than losing the node, so recover.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Register a link whose peer is not known yet (inbound, or dialling).
-    pub(crate) fn add(&self, shutdown: &CancellationToken, route: Option<(String, bool)>) -> NewLink {
-        add_locked(&mut self.lock(), shutdown, route)
+    /// Register an inbound link, whose peer is not known yet.
+    pub(crate) fn add_inbound(&self) -> NewLink {
+        self.lock().add(&self.shutdown, None)
     }
 
+    /// Put a message on the queue of its link, in call order. Answers
+    /// `out.done` itself when no link can take it. Returns the dial to start
+    /// when it created a link.
+    pub(crate) fn submit(&self, out: Outgoing) -> Option<DialOrder> {
+        let mut dials = Vec::new();
+        self.lock().submit(&self.shutdown, out, &mut dials);
+        dials.pop()
+    }
+
+    /// Queue a request to hear when the link to `target` is open.
+    pub(crate) fn connect(
+        &self,
+        target: Target,
+        opts: SendOptions,
+        done: oneshot::Sender<Result<LinkInfo>>,
+    ) -> Option<DialOrder> {
+        let mut dials = Vec::new();
+        self.lock().connect(&self.shutdown, target, opts, done, &mut dials);
+        dials.pop()
+    }
 
     /// The handshake completed: route messages for this agent here.
     pub(crate) fn opened(&self, id: u64, info: &LinkInfo) {
@@ -97,7 +129,7 @@ impl Registry {
         inner.unroute(id);
         // An NK link is anonymous on the responder's side (no agent, so no route)
         // and kept apart from authenticated links on the initiator's side.
-        let anonymous = info.pattern == crate::proto::Pattern::NK;
+        let anonymous = info.pattern == Pattern::NK;
         let route = info.agent.clone().map(|agent| Route { agent, anonymous });
         if let Some(entry) = inner.links.get_mut(&id) {
             entry.phase = Phase::Open;
@@ -110,9 +142,11 @@ impl Registry {
     }
 
     /// The link will send nothing more: take it off its route and settle what
-    /// is still queued on it. Unsent messages go to another link (`requeue`),
-    /// or are rejected with `err`.
-    pub(crate) fn retire(&self, shared: &Arc<Shared>, id: u64, cmds: &mut mpsc::UnboundedReceiver<Cmd>, outcome: Retire) {
+    /// is still queued on it. Unsent messages go to another link (`Requeue`),
+    /// or are rejected with the error. Returns the dials to start for them.
+    #[must_use]
+    pub(crate) fn retire(&self, id: u64, cmds: &mut mpsc::UnboundedReceiver<Cmd>, outcome: Retire) -> Vec<DialOrder> {
+        let mut dials = Vec::new();
         let mut inner = self.lock();
         inner.unroute(id);
         if let Some(entry) = inner.links.get_mut(&id) {
@@ -121,26 +155,20 @@ impl Registry {
         cmds.close();
         while let Ok(cmd) = cmds.try_recv() {
             match (cmd, &outcome) {
-                (Cmd::Send(mut out), Retire::Requeue) if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() => {
+                (Cmd::Send(mut out), Retire::Requeue)
+                    if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() =>
+                {
                     out.attempts += 1;
-                    submit_locked(&mut inner, shared, out);
+                    inner.submit(&self.shutdown, out, &mut dials);
                 }
                 (Cmd::Connect { done, target, opts }, Retire::Requeue) if target.link.is_none() => {
-                    match route_locked(&mut inner, shared, &target, &opts) {
-                        Ok((_, tx)) => {
-                            if let Err(mpsc::error::SendError(cmd)) = tx.send(Cmd::Connect { done, target, opts }) {
-                                link::reject(cmd, &Error::ConnectionClosed);
-                            }
-                        }
-                        Err(e) => {
-                            let _ = done.send(Err(e));
-                        }
-                    }
+                    inner.connect(&self.shutdown, target, opts, done, &mut dials);
                 }
-                (cmd, Retire::Requeue) => link::reject(cmd, &Error::ConnectionClosed),
-                (cmd, Retire::Reject(err)) => link::reject(cmd, err),
+                (cmd, Retire::Requeue) => cmd.reject(&Error::ConnectionClosed),
+                (cmd, Retire::Reject(err)) => cmd.reject(err),
             }
         }
+        dials
     }
 
     pub(crate) fn remove(&self, id: u64) {
@@ -168,117 +196,127 @@ impl Registry {
 
     pub fn open_links(&self) -> Vec<LinkInfo> {
         let inner = self.lock();
-        let mut v: Vec<LinkInfo> = inner
-            .links
-            .values()
-            .filter(|e| e.phase == Phase::Open)
-            .filter_map(|e| e.info.clone())
-            .collect();
+        let mut v: Vec<LinkInfo> =
+            inner.links.values().filter(|e| e.phase == Phase::Open).filter_map(|e| e.info.clone()).collect();
         v.sort_by_key(|i| i.link);
         v
     }
-
 }
 
-/// What a retiring link does with messages still queued on it.
-pub(crate) enum Retire {
-    /// Hand them to another link (nothing of them was written).
-    Requeue,
-    /// Reject them: the reason applies to any link to that peer.
-    Reject(Error),
-}
+impl Inner {
+    fn add(&mut self, shutdown: &CancellationToken, route: Option<Route>) -> NewLink {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = shutdown.child_token();
+        self.next_id += 1;
+        let id = self.next_id;
+        if let Some(r) = &route {
+            self.routes.entry(r.clone()).or_default().push(id);
+        }
+        self.links.insert(id, Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone() });
+        NewLink { id, rx, cancel }
+    }
 
-fn add_locked(inner: &mut Inner, shutdown: &CancellationToken, route: Option<(String, bool)>) -> NewLink {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let cancel = shutdown.child_token();
-    inner.next_id += 1;
-    let id = inner.next_id;
-    let route = route.map(|(agent, anonymous)| Route { agent, anonymous });
-    if let Some(r) = &route {
-        inner.routes.entry(r.clone()).or_default().push(id);
-    }
-    inner.links.insert(id, Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone() });
-    NewLink { id, rx, cancel }
-}
-
-/// The queue of the link a message for `target` goes on, dialling a new link
-/// when there is none. Prefers an open link, the newest one.
-fn route_locked(inner: &mut Inner, shared: &Arc<Shared>, target: &Target, opts: &SendOptions) -> Result<(u64, mpsc::UnboundedSender<Cmd>)> {
-    if shared.shutdown.is_cancelled() {
-        return Err(Error::Closed);
-    }
-    if let Some(id) = target.link {
-        return match inner.links.get(&id) {
-            Some(e) if e.phase != Phase::Closing => Ok((id, e.tx.clone())),
-            _ => Err(Error::ConnectionClosed),
-        };
-    }
-    let agent = target
-        .agent
-        .clone()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
-    let route = Route { agent: agent.clone(), anonymous: opts.referee };
-    let live = |phase| {
-        inner.routes.get(&route).into_iter().flatten().rev().copied().find(|id| {
-            inner.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed())
-        })
-    };
-    if let Some(id) = live(Phase::Open).or_else(|| live(Phase::Opening)) {
-        if let Some(e) = inner.links.get(&id) {
-            return Ok((id, e.tx.clone()));
+    fn unroute(&mut self, id: u64) {
+        let Some(route) = self.links.get_mut(&id).and_then(|e| e.route.take()) else { return };
+        if let Some(ids) = self.routes.get_mut(&route) {
+            ids.retain(|&i| i != id);
+            if ids.is_empty() {
+                self.routes.remove(&route);
+            }
         }
     }
-    if target.host.is_none() || target.port.is_none() {
-        return Err(Error::InvalidArgument(format!("no open link to {agent}, and no host and port to dial")));
-    }
-    let new = add_locked(inner, &shared.shutdown, Some((agent, opts.referee)));
-    let id = new.id;
-    let tx = inner.links.get(&id).map(|e| e.tx.clone()).ok_or(Error::Closed)?;
-    shared.tasks.spawn(link::dial(shared.clone(), new, target.clone(), opts.clone()));
-    Ok((id, tx))
-}
 
-/// Put a message on the queue of its link; answers `out.done` itself when no
-/// link can take it.
-fn submit_locked(inner: &mut Inner, shared: &Arc<Shared>, mut out: Outgoing) {
-    for _ in 0..MAX_ATTEMPTS {
-        let (id, tx) = match route_locked(inner, shared, &out.target, &out.opts) {
-            Ok(r) => r,
-            Err(e) => {
-                out.done.complete(Err(e));
-                return;
-            }
+    /// The queue of the link a message for `target` goes on. Prefers an open
+    /// link, the newest one, then one still opening; creates a link (and
+    /// orders its dial) when there is none.
+    fn route(
+        &mut self,
+        shutdown: &CancellationToken,
+        target: &Target,
+        opts: &SendOptions,
+        dials: &mut Vec<DialOrder>,
+    ) -> Result<(u64, mpsc::UnboundedSender<Cmd>)> {
+        if shutdown.is_cancelled() {
+            return Err(Error::Closed);
+        }
+        if let Some(id) = target.link {
+            return match self.links.get(&id) {
+                Some(e) if e.phase != Phase::Closing => Ok((id, e.tx.clone())),
+                _ => Err(Error::ConnectionClosed),
+            };
+        }
+        let agent = target
+            .agent
+            .clone()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
+        let route = Route { agent: agent.clone(), anonymous: opts.referee };
+        let live = |phase| {
+            self.routes
+                .get(&route)
+                .into_iter()
+                .flatten()
+                .rev()
+                .copied()
+                .find(|id| self.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed()))
         };
-        match tx.send(Cmd::Send(out)) {
-            Ok(()) => return,
-            // The link's task has ended; it wrote nothing of this message.
-            Err(mpsc::error::SendError(cmd)) => {
-                inner.unroute(id);
-                inner.links.remove(&id);
-                match cmd {
-                    Cmd::Send(o) => out = o,
-                    Cmd::Connect { .. } => return,
+        if let Some(id) = live(Phase::Open).or_else(|| live(Phase::Opening)) {
+            if let Some(e) = self.links.get(&id) {
+                return Ok((id, e.tx.clone()));
+            }
+        }
+        if target.host.is_none() || target.port.is_none() {
+            return Err(Error::InvalidArgument(format!("no open link to {agent}, and no host and port to dial")));
+        }
+        let link = self.add(shutdown, Some(route));
+        let id = link.id;
+        let tx = self.links.get(&id).map(|e| e.tx.clone()).ok_or(Error::Closed)?;
+        dials.push(DialOrder { link, target: target.clone(), opts: opts.clone() });
+        Ok((id, tx))
+    }
+
+    fn submit(&mut self, shutdown: &CancellationToken, mut out: Outgoing, dials: &mut Vec<DialOrder>) {
+        for _ in 0..MAX_ATTEMPTS {
+            let (id, tx) = match self.route(shutdown, &out.target, &out.opts, dials) {
+                Ok(r) => r,
+                Err(e) => {
+                    out.done.complete(Err(e));
+                    return;
+                }
+            };
+            match tx.send(Cmd::Send(out)) {
+                Ok(()) => return,
+                // The link's task has ended; it wrote nothing of this message.
+                Err(mpsc::error::SendError(cmd)) => {
+                    self.unroute(id);
+                    self.links.remove(&id);
+                    match cmd {
+                        Cmd::Send(o) => out = o,
+                        Cmd::Connect { .. } => return,
+                    }
                 }
             }
         }
+        out.done.complete(Err(Error::ConnectionClosed));
     }
-    out.done.complete(Err(Error::ConnectionClosed));
-}
 
-/// Queue a message for sending, synchronously (so messages keep call order).
-/// Must run inside the tokio runtime's context: it may spawn a dial task.
-pub(crate) fn submit(shared: &Arc<Shared>, out: Outgoing) {
-    submit_locked(&mut shared.registry.lock(), shared, out);
-}
-
-/// Open (or reuse) a link and wait until it is open.
-pub(crate) async fn connect(shared: &Arc<Shared>, target: Target, opts: SendOptions) -> Result<LinkInfo> {
-    let (done, result) = oneshot::channel();
-    {
-        let mut inner = shared.registry.lock();
-        let (_, tx) = route_locked(&mut inner, shared, &target, &opts)?;
-        tx.send(Cmd::Connect { done, target, opts }).map_err(|_| Error::ConnectionClosed)?;
+    fn connect(
+        &mut self,
+        shutdown: &CancellationToken,
+        target: Target,
+        opts: SendOptions,
+        done: oneshot::Sender<Result<LinkInfo>>,
+        dials: &mut Vec<DialOrder>,
+    ) {
+        match self.route(shutdown, &target, &opts, dials) {
+            Ok((_, tx)) => {
+                if let Err(mpsc::error::SendError(cmd)) = tx.send(Cmd::Connect { done, target, opts }) {
+                    cmd.reject(&Error::ConnectionClosed);
+                }
+            }
+            Err(e) => {
+                let _ = done.send(Err(e));
+            }
+        }
     }
-    result.await.unwrap_or(Err(Error::ConnectionClosed))
 }

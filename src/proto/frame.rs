@@ -1,4 +1,4 @@
-//! Frames and header letters (PROTOCOL.md §2, §3).
+//! Frames and header letters (docs/PROTOCOL.md §2, §3).
 //!
 //! On the wire a frame is a 4-byte big-endian length, then the body. The length
 //! prefix is `frame-stream`'s default framing, which `tokio_util`'s
@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
-/// Default largest frame body: one letter plus one Noise message (PROTOCOL.md §6).
+/// Default largest frame body: one letter plus one Noise message (docs/PROTOCOL.md §6).
 pub const DEFAULT_MAX_FRAME: usize = MAX_NOISE_MESSAGE + 1;
-/// Default largest reassembled application message (PROTOCOL.md §6).
+/// Default largest reassembled application message (docs/PROTOCOL.md §6).
 pub const DEFAULT_MAX_MESSAGE: usize = 1024 * 1024;
 
 /// The header letter that opens every frame body.
@@ -87,11 +87,7 @@ pub fn split(body: &[u8]) -> Result<(u8, &[u8])> {
 /// The codec for a connection: 4-byte big-endian length, bodies up to `max_body`.
 /// A length beyond `max_body` makes the decoder fail before it buffers the body.
 pub fn codec(max_body: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .big_endian()
-        .max_frame_length(max_body)
-        .new_codec()
+    LengthDelimitedCodec::builder().length_field_length(4).big_endian().max_frame_length(max_body).new_codec()
 }
 
 /// Encode a body with its length prefix (for tests and tools that write raw bytes).

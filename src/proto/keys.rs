@@ -1,4 +1,4 @@
-//! Agent ids and Noise static keys (PROTOCOL.md §1).
+//! Agent ids and Noise static keys (docs/PROTOCOL.md §1).
 //!
 //! An agent id is the base64url (unpadded) text of an Ed25519 public key. The
 //! node's Noise static pair is the X25519 pair that the standard birational map
@@ -24,10 +24,7 @@ pub struct Identity {
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Identity")
-            .field("agent", &self.agent)
-            .field("private", &"<redacted>")
-            .finish()
+        f.debug_struct("Identity").field("agent", &self.agent).field("private", &"<redacted>").finish()
     }
 }
 
@@ -66,15 +63,18 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// Decode base64url text, with or without padding.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .or_else(|_| URL_SAFE.decode(text))
-        .ok()
+    URL_SAFE_NO_PAD.decode(text).or_else(|_| URL_SAFE.decode(text)).ok()
 }
 
 /// Check that a key given by the caller has the length of an X25519 key.
 pub fn key_from_slice(bytes: &[u8]) -> Option<Key> {
     bytes.try_into().ok()
+}
+
+/// The X25519 public key of a private key (the scalar is clamped first, as
+/// X25519 always does), for nodes that hold only their private key.
+pub fn public_from_private(private: &Key) -> Key {
+    curve25519_dalek::MontgomeryPoint::mul_base_clamped(*private).to_bytes()
 }
 
 #[cfg(test)]
@@ -103,6 +103,7 @@ mod tests {
             .expect("snow has curve25519");
         dh.set(&id.private);
         assert_eq!(dh.pubkey(), id.public);
+        assert_eq!(public_from_private(&id.private), id.public, "our derivation agrees with snow's DH");
     }
 
     #[test]

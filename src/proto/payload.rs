@@ -1,5 +1,5 @@
 //! Handshake payloads: what rides inside `I`, `N`, `K`, `Q` and `A`
-//! (PROTOCOL.md §3, §5, §9).
+//! (docs/PROTOCOL.md §3, §5, §9).
 //!
 //! A native node marks its handshake payloads so that the other side learns,
 //! without a round trip, that it may use native-only frames (`F`):
@@ -48,9 +48,13 @@ pub struct TicketHello {
 /// The payload of a `K` (KK message 1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyHello {
-    Native { timestamp: u64 },
+    Native {
+        timestamp: u64,
+    },
     /// `early` holds an application message when the payload was a non-empty object.
-    Legacy { early: Option<Vec<u8>> },
+    Legacy {
+        early: Option<Vec<u8>>,
+    },
 }
 
 /// The payload of an `A`, as an initiator reads it.
@@ -121,9 +125,9 @@ pub fn parse_key_hello(bytes: &[u8]) -> Result<KeyHello> {
     }
     let v: Value = serde_json::from_slice(bytes).map_err(|e| json_error("K", e))?;
     Ok(match v {
-        Value::Number(n) => KeyHello::Native {
-            timestamp: n.as_u64().ok_or_else(|| Error::BadPayload("K: bad timestamp".into()))?,
-        },
+        Value::Number(n) => {
+            KeyHello::Native { timestamp: n.as_u64().ok_or_else(|| Error::BadPayload("K: bad timestamp".into()))? }
+        }
         Value::Object(m) if !m.is_empty() => KeyHello::Legacy { early: Some(bytes.to_vec()) },
         _ => KeyHello::Legacy { early: None },
     })
@@ -167,7 +171,7 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
     }
 }
 
-/// Check that a transport message is exactly one JSON object (PROTOCOL.md §3).
+/// Check that a transport message is exactly one JSON object (docs/PROTOCOL.md §3).
 pub fn check_message(bytes: &[u8]) -> Result<()> {
     if !opens_object(bytes) {
         return Err(Error::BadMessage);
@@ -183,14 +187,11 @@ pub fn opens_object(bytes: &[u8]) -> bool {
 }
 
 /// True when bytes that failed to decrypt look like a plaintext handshake
-/// payload, i.e. the other side runs in raw mode (PROTOCOL.md §7).
+/// payload, i.e. the other side runs in raw mode (docs/PROTOCOL.md §7).
 pub fn looks_like_plaintext(bytes: &[u8]) -> bool {
     // A raw message 1 is a JSON object (`I`, `Q`) or string (`N`). Anything
     // looser would take a garbled ciphertext cut to a digit or two for JSON.
-    matches!(
-        serde_json::from_slice::<Value>(bytes),
-        Ok(Value::Object(_) | Value::String(_))
-    )
+    matches!(serde_json::from_slice::<Value>(bytes), Ok(Value::Object(_) | Value::String(_)))
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Replay protection for handshake message 1 (PROTOCOL.md §5).
+//! Replay protection for handshake message 1 (docs/PROTOCOL.md §5).
 //!
 //! Noise gives the responder no fresh contribution in message 1, so whoever
 //! captured an `I` or `K` could send it again. A native initiator puts a

@@ -1,5 +1,5 @@
 //! The Noise cipher suite and a thin wrapper over snow's handshake state that
-//! also runs in raw mode (PROTOCOL.md §3, §7).
+//! also runs in raw mode (docs/PROTOCOL.md §3, §7).
 
 use snow::params::NoiseParams;
 
@@ -79,9 +79,7 @@ impl Handshake {
     pub fn write(&mut self, payload: &[u8]) -> Result<Vec<u8>> {
         let Some(hs) = self.noise.as_mut() else { return Ok(payload.to_vec()) };
         let mut out = vec![0u8; payload.len() + 256];
-        let n = hs
-            .write_message(payload, &mut out)
-            .map_err(|e| Error::Internal(format!("noise write: {e}")))?;
+        let n = hs.write_message(payload, &mut out).map_err(|e| Error::Internal(format!("noise write: {e}")))?;
         out.truncate(n);
         Ok(out)
     }
@@ -107,7 +105,7 @@ impl Handshake {
 
     /// Finish the handshake. `wrote_last` says whether this side wrote the
     /// last handshake message: noise-protocol gives that side the first
-    /// Split() key, and so must we (PROTOCOL.md §3).
+    /// Split() key, and so must we (docs/PROTOCOL.md §3).
     pub fn into_transport(self, wrote_last: bool) -> Result<Transport> {
         let Some(mut hs) = self.noise else { return Ok(Transport::raw()) };
         if !hs.is_handshake_finished() {

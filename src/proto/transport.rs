@@ -1,5 +1,5 @@
 //! Transport messages after the handshake: ChaChaPoly with Noise's implicit
-//! nonces, fragmentation into `F`…`T`, and reassembly (PROTOCOL.md §3, §5).
+//! nonces, fragmentation into `F`…`T`, and reassembly (docs/PROTOCOL.md §3, §5).
 //!
 //! We run the transport ciphers ourselves (over the `chacha20poly1305` crate)
 //! instead of snow's `TransportState`, because snow gives the first Split()
@@ -88,27 +88,21 @@ impl Transport {
         let (ct, tag) = message.split_at(split);
         let mut buf = ct.to_vec();
         let nonce = recv.next_nonce()?;
-        recv.aead
-            .decrypt_in_place_detached(&nonce, b"", &mut buf, Tag::from_slice(tag))
-            .map_err(|_| Error::Decrypt)?;
+        recv.aead.decrypt_in_place_detached(&nonce, b"", &mut buf, Tag::from_slice(tag)).map_err(|_| Error::Decrypt)?;
         Ok(buf)
     }
 
     /// Turn one application message into frame bodies. To a native peer a long
     /// message goes as `F` pieces and a final `T`; a JavaScript peer cannot
     /// parse `F`, and its Noise library takes an oversized message, so it gets
-    /// one `T` of any size (PROTOCOL.md §9).
+    /// one `T` of any size (docs/PROTOCOL.md §9).
     pub fn seal_message(&mut self, message: &[u8], native_peer: bool) -> Result<Vec<Vec<u8>>> {
         if !native_peer || message.len() <= self.max_piece() {
             return Ok(vec![self.seal(Letter::T, message)?]);
         }
         let pieces: Vec<&[u8]> = message.chunks(self.max_piece()).collect();
         let last = pieces.len() - 1;
-        pieces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| self.seal(if i == last { Letter::T } else { Letter::F }, p))
-            .collect()
+        pieces.iter().enumerate().map(|(i, p)| self.seal(if i == last { Letter::T } else { Letter::F }, p)).collect()
     }
 }
 
@@ -183,9 +177,7 @@ mod tests {
         let mut nonce = [0u8; 12];
         nonce[4] = 1;
         let mut buf = b"hello".to_vec();
-        let tag = ChaCha20Poly1305::new(&key.into())
-            .encrypt_in_place_detached(&nonce.into(), b"", &mut buf)
-            .unwrap();
+        let tag = ChaCha20Poly1305::new(&key.into()).encrypt_in_place_detached(&nonce.into(), b"", &mut buf).unwrap();
         buf.extend_from_slice(&tag);
         assert_eq!(&ours[1..], &buf[..]);
     }

@@ -1,0 +1,81 @@
+//! `Peer`s on loopback: link reuse, order, refusal, idle reopen, dead ports.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{close_all, nodes, wait_for};
+use crate::driver::{EventKind, SendOptions, Target};
+use crate::error::Error;
+use crate::proto::Identity;
+
+#[tokio::test]
+async fn both_directions_share_one_link() {
+    let n = nodes(2, None).await;
+    n[0].peer.send(n[1].target(), br#"{"n":1}"#.to_vec(), SendOptions::default()).await.unwrap();
+    let back = Target { agent: Some(n[0].id.agent.clone()), ..Target::default() }; // no address: reuse
+    n[1].peer.send(back, br#"{"n":2}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("both messages", || n[0].messages().len() == 1 && n[1].messages().len() == 1).await;
+    assert_eq!(n[1].messages(), vec![r#"{"n":1}"#]);
+    assert_eq!(n[0].messages(), vec![r#"{"n":2}"#]);
+    assert_eq!(n[0].peer.links().len(), 1);
+    assert_eq!(n[1].events(EventKind::Open).len(), 1);
+    close_all(&n).await;
+}
+
+#[tokio::test]
+async fn sends_keep_their_order_while_the_link_opens() {
+    let n = nodes(2, None).await;
+    let sends: Vec<_> = (0..500)
+        .map(|i| n[0].peer.send(n[1].target(), format!(r#"{{"i":{i}}}"#).into_bytes(), SendOptions::default()))
+        .collect();
+    for s in sends {
+        s.await.unwrap();
+    }
+    wait_for("500 messages", || n[1].messages().len() == 500).await;
+    let expected: Vec<String> = (0..500).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
+    assert_eq!(n[1].messages(), expected);
+    close_all(&n).await;
+}
+
+#[tokio::test]
+async fn a_refused_ticket_rejects_the_send_and_delivers_nothing() {
+    let n = nodes(2, None).await;
+    let opts = SendOptions { ticket: Some(Value::from("bad")), referee: false };
+    let err = n[0].peer.send(n[1].target(), br#"{"hi":1}"#.to_vec(), opts).await.unwrap_err();
+    assert_eq!(err, Error::TicketRefused);
+    wait_for("the refused event", || !n[1].events(EventKind::Refused).is_empty()).await;
+    assert!(n[1].messages().is_empty());
+    close_all(&n).await;
+}
+
+#[tokio::test]
+async fn the_next_send_reopens_after_an_idle_close() {
+    let n = nodes(2, Some(Duration::from_millis(100))).await;
+    n[0].peer.send(n[1].target(), br#"{"n":1}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("the idle close on both sides", || {
+        n[1].events(EventKind::Close).len() == 1 && n[0].events(EventKind::Close).len() == 1
+    })
+    .await;
+    assert_eq!(n[1].events(EventKind::Close)[0].reason.as_deref(), Some("IDLE_TIMEOUT"));
+    n[0].peer.send(n[1].target(), br#"{"n":2}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("the message after reopening", || n[1].messages().len() == 2).await;
+    assert_eq!(n[1].events(EventKind::Open).len(), 2);
+    close_all(&n).await;
+}
+
+#[tokio::test]
+async fn a_send_to_a_dead_port_rejects_with_connect_failed() {
+    let n = nodes(1, None).await;
+    let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = spare.local_addr().unwrap().port();
+    drop(spare);
+    let other = Identity::from_seed(&[9; 32]);
+    let target =
+        Target { agent: Some(other.agent), host: Some("127.0.0.1".into()), port: Some(port), ..Target::default() };
+    let err = n[0].peer.send(target, b"{}".to_vec(), SendOptions::default()).await.unwrap_err();
+    assert_eq!(err.code(), "ERR_CONNECT_FAILED");
+    n[0].peer.close().await;
+    let err = n[0].peer.send(n[0].target(), b"{}".to_vec(), SendOptions::default()).await.unwrap_err();
+    assert_eq!(err, Error::Closed);
+}

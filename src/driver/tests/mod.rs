@@ -1,0 +1,114 @@
+//! The driver without JavaScript: the registry's rules on their own
+//! (`registry`), and `Peer`s on real loopback sockets with in-memory stores
+//! and sinks (`links`). This module is the harness they share.
+
+mod links;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use super::{EventKind, LinkInfo, Peer, PeerConfig, PeerEvent, Sink, Store, Target};
+use crate::proto::{self, Address, Identity, Key};
+
+#[derive(Default)]
+struct Keys(Mutex<HashMap<String, Key>>);
+
+impl Store for Keys {
+    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>, String>> {
+        let key = self.0.lock().map(|m| m.get(&agent).copied()).unwrap_or(None);
+        Box::pin(async move { Ok(key) })
+    }
+
+    fn check_ticket(&self, ticket: Value, _from: Address) -> BoxFuture<'static, Result<bool, String>> {
+        Box::pin(async move { Ok(ticket == "good") })
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    messages: Mutex<Vec<(Option<String>, String)>>,
+    events: Mutex<Vec<PeerEvent>>,
+}
+
+impl Sink for Recorder {
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>) {
+        let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        for (data, _) in batch {
+            m.push((from.agent.clone(), String::from_utf8_lossy(&data).into_owned()));
+        }
+    }
+
+    fn event(&self, event: PeerEvent) {
+        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event);
+    }
+}
+
+pub(super) struct Node {
+    pub peer: Peer,
+    pub id: Identity,
+    seen: Arc<Recorder>,
+}
+
+impl Node {
+    pub fn target(&self) -> Target {
+        let addr = self.peer.local_addr().expect("listening");
+        Target {
+            agent: Some(self.id.agent.clone()),
+            host: Some(addr.ip().to_string()),
+            port: Some(addr.port()),
+            ..Target::default()
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.seen.messages.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    pub fn events(&self, kind: EventKind) -> Vec<PeerEvent> {
+        self.seen.events.lock().unwrap().iter().filter(|e| e.kind == kind).cloned().collect()
+    }
+}
+
+/// Nodes that all know each other's keys.
+pub(super) async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
+    let keys = Arc::new(Keys::default());
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = Identity::from_seed(&[i + 1; 32]);
+        keys.0.lock().unwrap().insert(id.agent.clone(), id.public);
+        let cfg = PeerConfig {
+            agent: id.agent.clone(),
+            host: "127.0.0.1".into(),
+            port: 0,
+            proto: proto::Config { identity: Some(id.clone()), idle_timeout: idle, ..proto::Config::default() },
+            max_pending: 64,
+            max_pending_per_ip: 64,
+        };
+        let seen = Arc::new(Recorder::default());
+        let peer = Peer::new(cfg, keys.clone(), seen.clone()).expect("valid settings");
+        peer.listen().await.expect("listen on loopback");
+        out.push(Node { peer, id, seen });
+    }
+    out
+}
+
+pub(super) async fn close_all(nodes: &[Node]) {
+    for node in nodes {
+        node.peer.close().await;
+    }
+}
+
+pub(super) async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -1,0 +1,220 @@
+//! The registry's routing, ordering and requeue rules, without sockets or
+//! tasks: a message goes on one link's queue, in call order; a new link is
+//! ordered only when none can take it; a retiring link hands its unsent
+//! messages on, in order, a bounded number of times.
+
+use std::net::SocketAddr;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::driver::queue::{Cmd, Done, Outgoing, SendOptions, Target};
+use crate::driver::registry::{DialOrder, NewLink, Registry, Retire, MAX_ATTEMPTS};
+use crate::driver::LinkInfo;
+use crate::error::{Error, Result};
+use crate::proto::Pattern;
+
+const AGENT: &str = "agent-x";
+
+fn registry() -> (Registry, CancellationToken) {
+    let shutdown = CancellationToken::new();
+    (Registry::new(shutdown.clone()), shutdown)
+}
+
+fn dialable() -> Target {
+    Target { agent: Some(AGENT.into()), host: Some("127.0.0.1".into()), port: Some(1), ..Target::default() }
+}
+
+fn by_agent() -> Target {
+    Target { agent: Some(AGENT.into()), ..Target::default() }
+}
+
+/// A message `n` to `target`, and where to hear how it ended.
+fn message(n: u32, target: Target) -> (Outgoing, oneshot::Receiver<Result<()>>) {
+    let (done, result) = Done::oneshot();
+    let out = Outgoing {
+        data: format!(r#"{{"n":{n}}}"#).into_bytes(),
+        done,
+        target,
+        opts: SendOptions::default(),
+        attempts: 0,
+    };
+    (out, result)
+}
+
+fn info(id: u64, pattern: Pattern) -> LinkInfo {
+    LinkInfo {
+        link: id,
+        agent: Some(AGENT.into()),
+        remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+        pattern,
+        native: true,
+        initiator: false,
+        encrypted: true,
+    }
+}
+
+/// An inbound link whose handshake proved `AGENT`.
+fn open_inbound(reg: &Registry) -> NewLink {
+    let link = reg.add_inbound();
+    reg.opened(link.id, &info(link.id, Pattern::KK));
+    link
+}
+
+/// The messages queued on a link, as (n, attempts), taking them off.
+fn queued(rx: &mut mpsc::UnboundedReceiver<Cmd>) -> Vec<(String, u8)> {
+    let mut out = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        if let Cmd::Send(o) = cmd {
+            out.push((String::from_utf8_lossy(&o.data).into_owned(), o.attempts));
+        }
+    }
+    out
+}
+
+fn result(rx: &mut oneshot::Receiver<Result<()>>) -> Option<Result<()>> {
+    rx.try_recv().ok()
+}
+
+#[test]
+fn the_first_send_orders_one_dial_and_later_sends_queue_on_it_in_order() {
+    let (reg, _) = registry();
+    let (m1, _) = message(1, dialable());
+    let (m2, _) = message(2, dialable());
+    let (m3, _) = message(3, by_agent());
+    let Some(DialOrder { mut link, target, .. }) = reg.submit(m1) else { panic!("a dial is ordered") };
+    assert_eq!(target.port, Some(1));
+    assert!(reg.submit(m2).is_none(), "the link being dialled takes the second");
+    assert!(reg.submit(m3).is_none(), "and a send by agent alone");
+    let got = queued(&mut link.rx);
+    assert_eq!(got, vec![(r#"{"n":1}"#.into(), 0), (r#"{"n":2}"#.into(), 0), (r#"{"n":3}"#.into(), 0)]);
+}
+
+#[test]
+fn a_send_with_nowhere_to_go_is_rejected_at_once() {
+    let (reg, _) = registry();
+    let (m, mut r) = message(1, by_agent());
+    assert!(reg.submit(m).is_none());
+    assert!(matches!(result(&mut r), Some(Err(Error::InvalidArgument(_)))), "no link and no address");
+    let (m, mut r) = message(2, Target::default());
+    assert!(reg.submit(m).is_none());
+    assert!(matches!(result(&mut r), Some(Err(Error::InvalidArgument(_)))), "no agent");
+    let (m, mut r) = message(3, Target { link: Some(99), ..Target::default() });
+    assert!(reg.submit(m).is_none());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)), "no such link");
+}
+
+#[test]
+fn an_open_link_is_preferred_to_one_opening_and_the_newest_open_wins() {
+    let (reg, _) = registry();
+    let (m, _) = message(1, dialable());
+    let mut dialling = reg.submit(m).map(|o| o.link).expect("a dial");
+    let mut older = open_inbound(&reg);
+    let (m, _) = message(2, dialable());
+    assert!(reg.submit(m).is_none());
+    assert_eq!(queued(&mut older.rx).len(), 1, "open beats opening");
+    let mut newer = open_inbound(&reg);
+    let (m, _) = message(3, dialable());
+    assert!(reg.submit(m).is_none());
+    assert_eq!(queued(&mut newer.rx).len(), 1, "the newest open link");
+    assert_eq!(queued(&mut older.rx).len(), 0);
+    assert_eq!(queued(&mut dialling.rx).len(), 1, "only the first message");
+    assert_eq!(reg.open_links().len(), 2);
+}
+
+#[test]
+fn a_retiring_link_hands_unsent_messages_in_order_to_a_new_dial() {
+    let (reg, _) = registry();
+    let (m1, _) = message(1, dialable());
+    let (m2, _) = message(2, dialable());
+    let mut first = reg.submit(m1).map(|o| o.link).expect("a dial");
+    assert!(reg.submit(m2).is_none());
+    reg.opened(first.id, &info(first.id, Pattern::KK));
+    let dials = reg.retire(first.id, &mut first.rx, Retire::Requeue);
+    assert_eq!(dials.len(), 1, "one new link for both");
+    let mut next = dials.into_iter().next().map(|o| o.link).expect("a dial");
+    assert_eq!(queued(&mut next.rx), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
+    assert!(reg.open_links().is_empty(), "the retired link routes nothing");
+}
+
+#[test]
+fn a_retiring_link_hands_unsent_messages_to_another_open_link_without_dialling() {
+    let (reg, _) = registry();
+    let mut a = open_inbound(&reg);
+    let mut b = open_inbound(&reg);
+    let (m1, _) = message(1, by_agent());
+    let (m2, _) = message(2, by_agent());
+    assert!(reg.submit(m1).is_none() && reg.submit(m2).is_none());
+    let dials = reg.retire(b.id, &mut b.rx, Retire::Requeue);
+    assert!(dials.is_empty());
+    assert_eq!(queued(&mut a.rx), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
+}
+
+#[test]
+fn a_message_is_rejected_once_it_has_been_handed_to_max_attempts_links() {
+    let (reg, _) = registry();
+    let (m, mut r) = message(1, dialable());
+    let mut link = reg.submit(m).map(|o| o.link).expect("a dial");
+    for attempt in 1..MAX_ATTEMPTS {
+        let dials = reg.retire(link.id, &mut link.rx, Retire::Requeue);
+        link = dials.into_iter().next().map(|o| o.link).unwrap_or_else(|| panic!("requeue {attempt} dials again"));
+    }
+    let dials = reg.retire(link.id, &mut link.rx, Retire::Requeue);
+    assert!(dials.is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn messages_for_one_link_are_not_moved_to_another() {
+    let (reg, _) = registry();
+    let mut a = open_inbound(&reg);
+    let _b = open_inbound(&reg);
+    let (m, mut r) = message(1, Target { link: Some(a.id), ..Target::default() });
+    assert!(reg.submit(m).is_none());
+    assert!(reg.retire(a.id, &mut a.rx, Retire::Requeue).is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn a_refusal_rejects_everything_queued_with_its_reason() {
+    let (reg, _) = registry();
+    let (m, mut r) = message(1, dialable());
+    let mut link = reg.submit(m).map(|o| o.link).expect("a dial");
+    let (done, mut connected) = oneshot::channel();
+    assert!(reg.connect(dialable(), SendOptions::default(), done).is_none(), "waits on the same link");
+    let dials = reg.retire(link.id, &mut link.rx, Retire::Reject(Error::TicketRefused));
+    assert!(dials.is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::TicketRefused)));
+    assert!(matches!(connected.try_recv(), Ok(Err(Error::TicketRefused))));
+}
+
+#[test]
+fn a_link_whose_task_ended_is_passed_over() {
+    let (reg, _) = registry();
+    let gone = open_inbound(&reg);
+    drop(gone); // its task ended without retiring
+    let (m, _) = message(1, dialable());
+    assert!(reg.submit(m).is_some(), "a new dial, not the dead queue");
+}
+
+#[test]
+fn referee_queries_and_partner_messages_use_separate_links() {
+    let (reg, _) = registry();
+    let mut partner = open_inbound(&reg);
+    let (mut m, _) = message(1, dialable());
+    m.opts.referee = true;
+    assert!(reg.submit(m).is_some(), "a referee query dials its own link");
+    assert!(queued(&mut partner.rx).is_empty());
+}
+
+#[test]
+fn after_shutdown_every_send_is_closed_and_end_agent_cancels_links() {
+    let (reg, shutdown) = registry();
+    let a = open_inbound(&reg);
+    assert_eq!(reg.end_agent(AGENT), 1);
+    assert!(a.cancel.is_cancelled());
+    shutdown.cancel();
+    let (m, mut r) = message(1, dialable());
+    assert!(reg.submit(m).is_none());
+    assert_eq!(result(&mut r), Some(Err(Error::Closed)));
+}

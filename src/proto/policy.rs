@@ -1,0 +1,112 @@
+//! Who a peer is: the rules that decide which key each side must prove, and
+//! when the store is asked (docs/PROTOCOL.md §1, §3, §4). Both roles and raw
+//! mode decide here, so one rule is never written twice.
+//!
+//! - An agent id names an X25519 key (the Ed25519 point it encodes, mapped);
+//!   nodes that run with plain X25519 keys have ids that name nothing, and
+//!   then only the store knows their key.
+//! - A responder lets a first contact (`I`) in only when the key the
+//!   handshake proved is the claimed agent's: the one its id names, and the
+//!   stored one when the store has one.
+//! - An initiator dials with the key it was given, else the store's, else
+//!   the one the agent id names.
+//! - In raw mode nothing is proven. A node with no key store at all admits
+//!   every agent that calls with `N` (simulations); otherwise the store's
+//!   "no key" refuses the caller as it would with encryption.
+
+use super::config::Config;
+use super::keys::{agent_key, Key};
+use crate::error::{Error, Result};
+
+/// Responder, IK: check the caller's proven key against the agent it claims.
+pub fn check_ticket_caller(agent: &str, proven: Option<Key>, stored: Option<Key>) -> Result<()> {
+    let derived = agent_key(agent);
+    if derived.is_none() && stored.is_none() {
+        return Err(Error::UnknownPeer { agent: agent.to_owned() });
+    }
+    if [derived, stored].iter().flatten().any(|k| Some(*k) != proven) {
+        return Err(Error::KeyMismatch { agent: agent.to_owned() });
+    }
+    Ok(())
+}
+
+/// Responder, after `N`: whether to ask the store for the caller's key.
+pub fn asks_for_caller(cfg: &Config) -> bool {
+    !(cfg.is_raw() && cfg.admit_any_agent)
+}
+
+/// Responder, after `N`: the key `K` must decrypt with, from the store's
+/// answer. `None` inside `Ok` means raw mode (there is nothing to prove).
+pub fn caller_key(cfg: &Config, agent: &str, stored: Option<Key>) -> Result<Option<Key>> {
+    match stored {
+        None => Err(Error::UnknownPeer { agent: agent.to_owned() }),
+        Some(_) if cfg.is_raw() => Ok(None),
+        Some(k) => Ok(Some(k)),
+    }
+}
+
+/// Initiator: how the responder's key is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialKey {
+    /// Raw mode: no key is needed.
+    Raw,
+    /// The caller gave it.
+    Given(Key),
+    /// Ask the store, then fall back on `key_for_dial`.
+    Ask,
+}
+
+pub fn dial_key(cfg: &Config, given: Option<Key>) -> DialKey {
+    match given {
+        _ if cfg.is_raw() => DialKey::Raw,
+        Some(k) => DialKey::Given(k),
+        None => DialKey::Ask,
+    }
+}
+
+/// Initiator: the store's key for `agent`, else the one its id names.
+pub fn key_for_dial(agent: &str, stored: Option<Key>) -> Result<Key> {
+    stored.or_else(|| agent_key(agent)).ok_or_else(|| Error::UnknownPeer { agent: agent.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::keys::Identity;
+
+    #[test]
+    fn ticket_caller_must_prove_the_key_its_id_names_and_the_stored_one() {
+        let a = Identity::from_seed(&[1; 32]);
+        let b = Identity::from_seed(&[2; 32]);
+        assert!(check_ticket_caller(&a.agent, Some(a.public), None).is_ok());
+        assert!(check_ticket_caller(&a.agent, Some(a.public), Some(a.public)).is_ok());
+        assert!(matches!(check_ticket_caller(&a.agent, Some(b.public), None), Err(Error::KeyMismatch { .. })));
+        assert!(matches!(
+            check_ticket_caller(&a.agent, Some(a.public), Some(b.public)),
+            Err(Error::KeyMismatch { .. })
+        ));
+        assert!(matches!(check_ticket_caller("plain-agent", Some(a.public), None), Err(Error::UnknownPeer { .. })));
+        assert!(check_ticket_caller("plain-agent", Some(a.public), Some(a.public)).is_ok());
+    }
+
+    #[test]
+    fn dial_key_order_is_given_then_stored_then_derived() {
+        let enc = Config { identity: Some(Identity::from_seed(&[3; 32])), ..Config::default() };
+        let a = Identity::from_seed(&[1; 32]);
+        assert_eq!(dial_key(&Config::default(), Some(a.public)), DialKey::Raw);
+        assert_eq!(dial_key(&enc, Some(a.public)), DialKey::Given(a.public));
+        assert_eq!(dial_key(&enc, None), DialKey::Ask);
+        assert_eq!(key_for_dial(&a.agent, Some([9; 32])).ok(), Some([9; 32]));
+        assert_eq!(key_for_dial(&a.agent, None).ok(), Some(a.public));
+        assert!(matches!(key_for_dial("plain-agent", None), Err(Error::UnknownPeer { .. })));
+    }
+
+    #[test]
+    fn raw_nodes_without_a_store_admit_everyone() {
+        let open = Config { admit_any_agent: true, ..Config::default() };
+        assert!(!asks_for_caller(&open));
+        assert!(asks_for_caller(&Config::default()));
+        assert_eq!(caller_key(&Config::default(), "x", Some([1; 32])).ok(), Some(None));
+        assert!(matches!(caller_key(&Config::default(), "x", None), Err(Error::UnknownPeer { .. })));
+    }
+}
