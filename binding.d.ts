@@ -18,6 +18,8 @@ export declare class NativePeer {
   end(agent: string): number
   /** Stop listening and close every link. */
   close(): Promise<void>
+  /** Figures of the running node. */
+  stats(): PeerStats
   /** True when the node encrypts (false in raw mode). */
   get encrypted(): boolean
   /** The links open right now. */
@@ -38,6 +40,46 @@ export declare function __panicForTest(kind: string): Promise<void> | void
  * base64url text of an Ed25519 public key.
  */
 export declare function agentKey(agent: string): Buffer | null
+
+/**
+ * The PostgreSQL store. Each question is SQL that may be replaced; the
+ * defaults work on MyCHIPs' schema. A callback given beside it (`peerKey`,
+ * `checkTicket`) answers its own question instead.
+ */
+export interface DatabaseOptions {
+  /** `postgres://user:password@host:port/database`, or `host=... dbname=...`. */
+  connectionString: string
+  /** The agent whose tallies count (`hold_agent`); default: our agent. */
+  agent?: string
+  /** Pooled connections. Default 4. */
+  poolSize?: number
+  /**
+   * Deadline of one lookup in ms (pool wait plus query; also the
+   * statement timeout). Default 2000, or half the handshake timeout if
+   * that is shorter; must be below the handshake timeout.
+   */
+  timeout?: number
+  /** How long a cached key or partner decision lives, ms. Default 60000. */
+  cacheTtl?: number
+  /** Cached entries of each kind at most. Default 10000. */
+  cacheSize?: number
+  /** The agent's key: `$1` the agent, `$2` our agent. One bytea (or base64url text) column. */
+  keyQuery?: string
+  /** May the caller connect by key: `$1` the caller, `$2` our agent, `$3` the statuses. One boolean. */
+  partnerQuery?: string
+  /** Is the ticket valid: `$1` the token, `$2` the ticket (jsonb), `$3` the caller's agent. One boolean. */
+  ticketQuery?: string
+  /** Tally statuses that let a partner connect. Default draft, offer, open, close. */
+  statuses?: Array<string>
+  /** What the key column holds: `ed25519` (MyCHIPs' agent_key, the default) or `x25519`. */
+  keyFormat?: string
+  /** Use a ticket up when it is checked (default false: MyCHIPs' tally logic does that). */
+  consumeTickets?: boolean
+  /** Channel of the change notifications. Default `mychips_admin`. */
+  channel?: string
+  /** Channel of the optional agents trigger (sql/agents-notify.sql). Default `mychips_agents`. */
+  agentsChannel?: string
+}
 
 /** The defaults of every `NoisePeer` option that has one. */
 export declare function defaults(): PeerDefaults
@@ -173,6 +215,10 @@ export interface NativeOptions {
   legacy?: boolean
   /** The application supplied a `peerKey` callback. */
   hasPeerKey?: boolean
+  /** The application supplied a `checkTicket` callback. */
+  hasCheckTicket?: boolean
+  /** Read keys, tally partners and tickets from the node's PostgreSQL. */
+  database?: DatabaseOptions
 }
 
 /** How to open a link if one is needed. */
@@ -208,9 +254,30 @@ export interface PeerDefaults {
   legacy: boolean
 }
 
+/** Figures of a running node. */
+export interface PeerStats {
+  store: StoreStatsInfo
+}
+
 /** How one send ended: no `code` means written to the socket. */
 export interface SendResult {
   id: number
   code?: string
   message?: string
+}
+
+/** What a store has done, for an operator to watch. */
+export interface StoreStatsInfo {
+  /** Lookups answered from the cache. */
+  cacheHits: number
+  /** Lookups that went to the database (or the application's callbacks). */
+  lookups: number
+  /** Lookups that failed (store unavailable, error, timeout). */
+  failures: number
+  /** Cache drops by a notification or a reconnect. */
+  invalidations: number
+  /** Times the notification connection was (re)established. */
+  listens: number
+  /** The notification connection is up (the cache is in use). */
+  listening: boolean
 }

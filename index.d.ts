@@ -53,10 +53,49 @@ export interface NoisePeerOptions {
   referee?: boolean
   /** Accept JavaScript (legacy) initiators, whose first message can be replayed. Default false. */
   legacy?: boolean
+  /**
+   * Read keys, tally partners and tickets from the node's PostgreSQL: a connection
+   * string, `true` for DATABASE_URL, or options. A `peerKey` or `checkTicket` given
+   * beside it answers its own question instead.
+   */
+  database?: true | string | DatabaseOptions
   /** The X25519 key of a partner agent, or null if it is not a partner (KK). */
   peerKey?: (agent: string) => Promise<Buffer | Uint8Array | string | null> | Buffer | null
   /** May this one-time ticket open a link (IK)? */
   checkTicket?: (ticket: unknown, from: { agent: string, host?: string, port?: number }) => Promise<boolean> | boolean
+}
+
+export interface DatabaseOptions {
+  /** `postgres://user:password@host:port/database`; default DATABASE_URL. */
+  connectionString?: string
+  /** Whose tallies count (`hold_agent`); default our agent. */
+  agent?: string
+  /** Pooled connections. Default 4. */
+  poolSize?: number
+  /** One lookup's deadline in ms (pool wait and query). Default 2000, at most half the handshake timeout. */
+  timeout?: number
+  /** How long a cached key or partner decision lives, ms. Default 60000. */
+  cacheTtl?: number
+  /** Cached entries of each kind at most. Default 10000. */
+  cacheSize?: number
+  /** Replacement SQL for the three questions. */
+  queries?: {
+    /** The agent's key: `$1` the agent, `$2` our agent; one bytea (or base64url text) column. */
+    key?: string
+    /** May the caller connect by key: `$1` caller, `$2` our agent, `$3` statuses; one boolean. */
+    partner?: string
+    /** Is the ticket valid: `$1` token, `$2` ticket (jsonb), `$3` caller's agent; one boolean. */
+    ticket?: string
+  }
+  /** Tally statuses that let a partner connect. Default draft, offer, open, close. */
+  statuses?: string[]
+  /** What the key column holds. Default 'ed25519' (MyCHIPs' agent_key). */
+  keyFormat?: 'ed25519' | 'x25519'
+  /** Use a ticket up when it is checked. Default false (MyCHIPs' tally logic does it). */
+  consumeTickets?: boolean
+  /** Notification channels. Defaults 'mychips_admin' and 'mychips_agents'. */
+  channel?: string
+  agentsChannel?: string
 }
 
 export interface From {
@@ -77,14 +116,14 @@ export interface From {
   early?: boolean
 }
 
-import type { EventInfo, LinkSummary, PeerDefaults } from './binding'
+import type { EventInfo, LinkSummary, PeerDefaults, PeerStats } from './binding'
 
 /** A connection event (fields documented in binding.d.ts, EventInfo). */
 export interface PeerEvent extends Omit<EventInfo, 'type'> {
   type: 'open' | 'close' | 'refused' | 'error'
 }
 
-export type { LinkSummary }
+export type { LinkSummary, PeerStats }
 
 export interface SendOptions {
   /** First contact: open with IK and this one-time ticket. */
@@ -109,6 +148,8 @@ export declare class NoisePeer {
   send (address: Address, message: object, options?: SendOptions): Promise<void>
   end (agent: string): number
   links (): LinkSummary[]
+  /** Figures of the running node (cheap enough to poll). */
+  stats (): PeerStats
   close (): Promise<void>
   /** Let the process exit even while listening (like net.Server#unref). */
   unref (): this

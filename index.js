@@ -87,6 +87,36 @@ function toSendOptions (opts) {
   return out
 }
 
+// `database`: options for the PostgreSQL store, a connection string, or
+// true for the one in DATABASE_URL.
+function toDatabase (db) {
+  if (db == null || db === false) return undefined
+  if (db === true) db = {}
+  if (typeof db === 'string') db = { connectionString: db }
+  if (typeof db !== 'object') throw invalid('database must be true, a connection string or an object')
+  const connectionString = db.connectionString || (db.connectionString == null ? process.env.DATABASE_URL : null)
+  if (typeof connectionString !== 'string' || connectionString === '') {
+    throw invalid('database needs a connectionString (or DATABASE_URL in the environment)')
+  }
+  const queries = db.queries || {}
+  return {
+    connectionString,
+    agent: db.agent,
+    poolSize: db.poolSize,
+    timeout: db.timeout,
+    cacheTtl: db.cacheTtl,
+    cacheSize: db.cacheSize,
+    keyQuery: queries.key,
+    partnerQuery: queries.partner,
+    ticketQuery: queries.ticket,
+    statuses: db.statuses,
+    keyFormat: db.keyFormat,
+    consumeTickets: db.consumeTickets,
+    channel: db.channel,
+    agentsChannel: db.agentsChannel
+  }
+}
+
 class NoisePeer {
   constructor (options = {}) {
     const o = options || {}
@@ -121,7 +151,9 @@ class NoisePeer {
       maxPendingPerIp: o.maxPendingPerIp,
       referee: o.referee == null ? undefined : !!o.referee,
       legacy: o.legacy == null ? undefined : !!o.legacy,
-      hasPeerKey: !!o.peerKey
+      hasPeerKey: !!o.peerKey,
+      hasCheckTicket: !!o.checkTicket,
+      database: toDatabase(o.database)
     }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r), (results) => this._sent(results)))
     this.agent = o.agent
     this.encrypted = this._native.encrypted
@@ -242,6 +274,11 @@ class NoisePeer {
   /** The links open now. */
   links () {
     return call(() => this._native.links())
+  }
+
+  /** Figures of the running node: `{ store: { cacheHits, lookups, failures, invalidations, listens, listening } }`. */
+  stats () {
+    return call(() => this._native.stats())
   }
 
   /** Stop listening and close every link; afterwards the process can exit. */

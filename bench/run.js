@@ -136,6 +136,49 @@ async function handshakes (make) {
   return LINKS / (ms / 1000)
 }
 
+// Handshakes against a node whose partners live in PostgreSQL, beside the
+// same node with a callback store. `cacheTtl: 1` makes every handshake ask
+// the database (cold); the default keeps the partner's answers (warm).
+async function storeHandshakes (server, url) {
+  const served = generateKeypair()
+  const caller = generateKeypair()
+  await server.sql(url, 'insert into mychips.agents (agent) values ($1), ($2)', [served.agent, caller.agent])
+  await server.sql(url, "insert into mychips.users (user_ent, peer_cid, peer_agent) values ('u', 'u', $1)", [served.agent])
+  await server.sql(url, "insert into mychips.tallies (tally_ent, tally_seq, status, hold_agent, part_agent) values ('u', 1, 'open', $1, $2)", [served.agent, caller.agent])
+  const keys = new Map([[served.agent, served.publicKey], [caller.agent, caller.publicKey]])
+  const variants = {
+    callback: { peerKey: async (a) => keys.get(a) || null },
+    'database, cache warm': { database: { connectionString: url } },
+    'database, cache cold': { database: { connectionString: url, cacheTtl: 1 } }
+  }
+  const rates = Object.fromEntries(Object.keys(variants).map((k) => [k, []]))
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, opts] of Object.entries(variants)) { // interleaved, so drift hits all alike
+      const b = new NoisePeer({ agent: served.agent, keys: served, ...opts })
+      const a = new NoisePeer({ agent: caller.agent, keys: caller })
+      // The caller is given the key, so only the served node's store is measured.
+      const addr = { agent: served.agent, key: served.publicKey, ...(await b.listen()) }
+      let opening = 0 // time from connect() to open; closing between is not counted
+      const once = async () => {
+        const t0 = now()
+        await a.connect(addr)
+        opening += now() - t0
+        a.end(served.agent)
+        while (a.links().length || b.links().length) await new Promise(resolve => setImmediate(resolve))
+      }
+      await once() // warm-up: connections, statements, the cache
+      opening = 0
+      const guard = deadline(120000, 'store handshakes')
+      await Promise.race([(async () => { for (let i = 0; i < LINKS; i++) await once() })(), guard.p])
+      rates[name].push(LINKS / (opening / 1000))
+      guard.clear()
+      if (name !== 'callback') rates[name].stats = b.stats().store
+      await Promise.all([a.close(), b.close()])
+    }
+  }
+  return Object.entries(rates).map(([name, xs]) => [name, median(xs), xs.stats])
+}
+
 // Memory held per open, idle link: IDLE callers each open one link to one node
 // and stay connected. Both ends live in this process, so the figure covers a
 // link's two ends (and each caller's own peer object).
@@ -180,6 +223,19 @@ async function main () {
   ]
   console.log('\nlinks opened and closed per second (sequential)')
   for (const [name, rate] of hs) console.log(`  ${name.padEnd(34)}${fmt(rate)}`)
+  const { TestServer } = require('../scripts/embedded-db')
+  const server = await TestServer.start()
+  let store
+  try {
+    store = await storeHandshakes(server, await server.createDatabase(`noise_bench_${process.pid}`))
+  } finally {
+    await server.close()
+  }
+  console.log(`\nKK handshakes per second against a node whose partners are in PostgreSQL (sequential, median of ${ROUNDS})`)
+  for (const [name, rate, stats] of store) {
+    const detail = stats ? `   (${stats.lookups} database lookups, ${stats.cacheHits} cache hits in the last round)` : ''
+    console.log(`  ${name.padEnd(34)}${fmt(rate)}${detail}`)
+  }
   // Each in a fresh process: RSS after the throughput rounds says more about
   // the allocator's leftovers than about links.
   const measure = (kind) => Number(execFileSync(process.execPath, ['--expose-gc', __filename, '--idle-links', kind], { encoding: 'utf8', timeout: 180000 }).trim())
@@ -195,6 +251,8 @@ async function main () {
   console.log(`  cost of encryption, NoisePeer encrypted / raw:      ${(rows[0][1] / rows[2][1]).toFixed(2)}`)
   console.log(`  handshakes, NoisePeer / JS Noise module:            ${(hs[0][1] / hs[1][1]).toFixed(2)}`)
   console.log(`  memory per idle link, NoisePeer / JS Noise module:  ${(mem[0][1] / mem[1][1]).toFixed(2)}`)
+  console.log(`  handshakes, database store warm / callback store:   ${(store[1][1] / store[0][1]).toFixed(2)}`)
+  console.log(`  handshakes, database store cold / callback store:   ${(store[2][1] / store[0][1]).toFixed(2)}`)
   console.log(`\nRSS after the run: ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`)
 }
 

@@ -85,9 +85,13 @@ pub enum Error {
     /// Any other socket error.
     #[error("socket error: {0}")]
     Io(String),
-    /// A key or ticket lookup failed (the callback threw, or the store is down).
+    /// A key or ticket lookup failed (the callback threw, rejected or timed out).
     #[error("lookup failed: {0}")]
     LookupFailed(String),
+    /// The database store cannot answer now (down, slow, restarting); the
+    /// handshake that needed it is refused, and the store reconnects by itself.
+    #[error("the peer store is unavailable: {0}")]
+    StoreUnavailable(String),
     /// Too many inbound connections are still in their handshake (docs/PROTOCOL.md §6).
     #[error("too many pending inbound connections")]
     TooManyPending,
@@ -134,6 +138,7 @@ pub const CODES: &[&str] = &[
     "ERR_CONNECTION_CLOSED",
     "ERR_IO",
     "ERR_LOOKUP_FAILED",
+    "ERR_STORE_UNAVAILABLE",
     "ERR_TOO_MANY_PENDING",
     "ERR_INVALID_ARGUMENT",
     "ERR_CLOSED",
@@ -168,6 +173,7 @@ impl Error {
             Self::ConnectionClosed => "ERR_CONNECTION_CLOSED",
             Self::Io(_) => "ERR_IO",
             Self::LookupFailed(_) => "ERR_LOOKUP_FAILED",
+            Self::StoreUnavailable(_) => "ERR_STORE_UNAVAILABLE",
             Self::TooManyPending => "ERR_TOO_MANY_PENDING",
             Self::InvalidArgument(_) => "ERR_INVALID_ARGUMENT",
             Self::Closed => "ERR_CLOSED",
@@ -190,6 +196,7 @@ impl Error {
                 | Self::HandshakeRejected
                 | Self::PeerRefused(_)
                 | Self::Replay
+                | Self::StoreUnavailable(_)
         )
     }
 
@@ -263,6 +270,7 @@ mod tests {
             Error::ConnectionClosed,
             Error::Io(String::new()),
             Error::LookupFailed(String::new()),
+            Error::StoreUnavailable(String::new()),
             Error::TooManyPending,
             Error::InvalidArgument(String::new()),
             Error::Closed,
@@ -294,6 +302,7 @@ mod tests {
                 | Error::ConnectionClosed
                 | Error::Io(_)
                 | Error::LookupFailed(_)
+                | Error::StoreUnavailable(_)
                 | Error::TooManyPending
                 | Error::InvalidArgument(_)
                 | Error::Closed

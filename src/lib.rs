@@ -1,13 +1,16 @@
 //! MyCHIPs peer link: the Noise protocol over TCP, as a Node.js native addon.
 //!
-//! Layers, with dependencies pointing one way (`binding -> driver -> proto`):
+//! Layers, with dependencies pointing one way (`binding -> driver -> {store, proto}`):
 //! - [`proto`]: the protocol core, no I/O (frames and events in and out);
+//! - [`store`]: decisions about peers (keys, partners, tickets): PostgreSQL
+//!   with a cache kept true by LISTEN/NOTIFY, or the application's callbacks;
 //! - [`driver`]: tokio tasks that own sockets, timers and the agent -> link map;
 //! - `binding`: the napi translation layer (the only module that uses napi).
 
 pub mod driver;
 pub mod error;
 pub mod proto;
+pub mod store;
 
 #[cfg(not(test))]
 mod binding;

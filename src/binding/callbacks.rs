@@ -17,8 +17,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::options::{Delivery, EventInfo, FromInfo, LookupRequest, MessageInfo, SendResult};
-use crate::driver::{LinkInfo, PeerEvent, Sink, Store};
+use crate::driver::{LinkInfo, PeerEvent, Sink};
+use crate::error::{Error, Result};
 use crate::proto::{keys, Address, Answer, Key};
+use crate::store::{Partner, Store, StoreStats};
 
 /// A weak JavaScript callback taking one value.
 pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
@@ -78,16 +80,27 @@ pub struct JsStore {
     on_request: JsCallback<LookupRequest>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     next: AtomicU64,
+    lookups: AtomicU64,
+    failures: AtomicU64,
 }
 
 impl JsStore {
     pub fn new(on_request: JsCallback<LookupRequest>) -> Self {
-        Self { on_request, pending: Mutex::default(), next: AtomicU64::new(1) }
+        Self {
+            on_request,
+            pending: Mutex::default(),
+            next: AtomicU64::new(1),
+            lookups: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
     }
 
     /// Deliver the application's answer to request `id` (false: unknown id,
     /// for example one that already timed out).
     pub fn answer(&self, id: u64, reply: Answer) -> bool {
+        if matches!(reply, Answer::Failed(_)) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
         let tx = self.pending.lock().ok().and_then(|mut p| p.remove(&id));
         tx.is_some_and(|tx| tx.send(reply).is_ok())
     }
@@ -98,7 +111,8 @@ impl JsStore {
         agent: Option<String>,
         ticket: Option<String>,
         from: Option<String>,
-    ) -> BoxFuture<'static, Result<Answer, String>> {
+    ) -> BoxFuture<'static, Result<Answer>> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.pending.lock() {
@@ -110,13 +124,16 @@ impl JsStore {
         Box::pin(async move {
             if status != Status::Ok {
                 me.forget(id);
-                return Err(format!("could not call the application ({status})"));
+                return Err(Error::LookupFailed(format!("could not call the application ({status})")));
             }
             // Forget the request if the driver gives up waiting (deadline).
             let guard = Forget { store: me.clone(), id };
-            let reply = rx.await.map_err(|_| "the application did not answer".to_owned());
+            let reply = rx.await.map_err(|_| Error::LookupFailed("the application did not answer".into()));
             drop(guard);
-            reply
+            match reply? {
+                Answer::Failed(e) => Err(e),
+                answer => Ok(answer),
+            }
         })
     }
 
@@ -141,28 +158,44 @@ impl Drop for Forget {
 /// `Store` over a shared `JsStore` (the trait takes `&self`, lookups need the Arc).
 pub struct SharedStore(pub Arc<JsStore>);
 
+fn unexpected(answer: &Answer) -> Error {
+    Error::Internal(format!("the application's answer does not fit the question: {answer:?}"))
+}
+
 impl Store for SharedStore {
-    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>, String>> {
+    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>>> {
         let ask = self.0.ask("peerKey", Some(agent), None, None);
         Box::pin(async move {
             match ask.await? {
                 Answer::Key(k) => Ok(k),
-                Answer::Failed(e) => Err(e),
-                Answer::Ticket(_) => Err("a ticket answer to a key question".into()),
+                other => Err(unexpected(&other)),
             }
         })
     }
 
-    fn check_ticket(&self, ticket: Value, from: Address) -> BoxFuture<'static, Result<bool, String>> {
+    /// `peerKey` answers both: a key means a partner, `null` means not one.
+    fn partner(&self, agent: String) -> BoxFuture<'static, Result<Partner>> {
+        let key = self.peer_key(agent);
+        Box::pin(async move { key.await.map(|key| Partner { allowed: key.is_some(), key }) })
+    }
+
+    fn check_ticket(&self, ticket: Value, from: Address) -> BoxFuture<'static, Result<bool>> {
         let from = serde_json::to_string(&from).ok();
         let ask = self.0.ask("checkTicket", None, Some(ticket.to_string()), from);
         Box::pin(async move {
             match ask.await? {
                 Answer::Ticket(ok) => Ok(ok),
-                Answer::Failed(e) => Err(e),
-                Answer::Key(_) => Err("a key answer to a ticket question".into()),
+                other => Err(unexpected(&other)),
             }
         })
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            lookups: self.0.lookups.load(Ordering::Relaxed),
+            failures: self.0.failures.load(Ordering::Relaxed),
+            ..StoreStats::default()
+        }
     }
 }
 

@@ -49,6 +49,83 @@ pub struct NativeOptions {
     pub legacy: Option<bool>,
     /// The application supplied a `peerKey` callback.
     pub has_peer_key: Option<bool>,
+    /// The application supplied a `checkTicket` callback.
+    pub has_check_ticket: Option<bool>,
+    /// Read keys, tally partners and tickets from the node's PostgreSQL.
+    pub database: Option<DatabaseOptions>,
+}
+
+/// The PostgreSQL store. Each question is SQL that may be replaced; the
+/// defaults work on MyCHIPs' schema. A callback given beside it (`peerKey`,
+/// `checkTicket`) answers its own question instead.
+#[napi(object)]
+pub struct DatabaseOptions {
+    /// `postgres://user:password@host:port/database`, or `host=... dbname=...`.
+    pub connection_string: String,
+    /// The agent whose tallies count (`hold_agent`); default: our agent.
+    pub agent: Option<String>,
+    /// Pooled connections. Default 4.
+    pub pool_size: Option<f64>,
+    /// Deadline of one lookup in ms (pool wait plus query; also the
+    /// statement timeout). Default 2000, or half the handshake timeout if
+    /// that is shorter; must be below the handshake timeout.
+    pub timeout: Option<f64>,
+    /// How long a cached key or partner decision lives, ms. Default 60000.
+    pub cache_ttl: Option<f64>,
+    /// Cached entries of each kind at most. Default 10000.
+    pub cache_size: Option<f64>,
+    /// The agent's key: `$1` the agent, `$2` our agent. One bytea (or base64url text) column.
+    pub key_query: Option<String>,
+    /// May the caller connect by key: `$1` the caller, `$2` our agent, `$3` the statuses. One boolean.
+    pub partner_query: Option<String>,
+    /// Is the ticket valid: `$1` the token, `$2` the ticket (jsonb), `$3` the caller's agent. One boolean.
+    pub ticket_query: Option<String>,
+    /// Tally statuses that let a partner connect. Default draft, offer, open, close.
+    pub statuses: Option<Vec<String>>,
+    /// What the key column holds: `ed25519` (MyCHIPs' agent_key, the default) or `x25519`.
+    pub key_format: Option<String>,
+    /// Use a ticket up when it is checked (default false: MyCHIPs' tally logic does that).
+    pub consume_tickets: Option<bool>,
+    /// Channel of the change notifications. Default `mychips_admin`.
+    pub channel: Option<String>,
+    /// Channel of the optional agents trigger (sql/agents-notify.sql). Default `mychips_agents`.
+    pub agents_channel: Option<String>,
+}
+
+/// What a store has done, for an operator to watch.
+#[napi(object)]
+pub struct StoreStatsInfo {
+    /// Lookups answered from the cache.
+    pub cache_hits: f64,
+    /// Lookups that went to the database (or the application's callbacks).
+    pub lookups: f64,
+    /// Lookups that failed (store unavailable, error, timeout).
+    pub failures: f64,
+    /// Cache drops by a notification or a reconnect.
+    pub invalidations: f64,
+    /// Times the notification connection was (re)established.
+    pub listens: f64,
+    /// The notification connection is up (the cache is in use).
+    pub listening: bool,
+}
+
+impl From<crate::store::StoreStats> for StoreStatsInfo {
+    fn from(s: crate::store::StoreStats) -> Self {
+        Self {
+            cache_hits: s.cache_hits as f64,
+            lookups: s.lookups as f64,
+            failures: s.failures as f64,
+            invalidations: s.invalidations as f64,
+            listens: s.listens as f64,
+            listening: s.listening,
+        }
+    }
+}
+
+/// Figures of a running node.
+#[napi(object)]
+pub struct PeerStats {
+    pub store: StoreStatsInfo,
 }
 
 /// The defaults of every `NoisePeer` option that has one.

@@ -10,13 +10,15 @@ use napi_derive::napi;
 use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, SharedStore};
 use super::error::{to_js, Result};
 use super::options::{
-    Delivery, EventInfo, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions, NativeTarget,
-    PeerDefaults, SendResult,
+    DatabaseOptions, Delivery, EventInfo, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions,
+    NativeTarget, PeerDefaults, PeerStats, SendResult,
 };
 use crate::driver::Done;
 use crate::driver::{Peer, PeerConfig, SendOptions, Target};
 use crate::error::Error;
 use crate::proto::{self, keys, Answer};
+use crate::store::pg::{self, KeyFormat, PgConfig, PgStore};
+use crate::store::{Split, Store};
 
 type Checked<T> = std::result::Result<T, Error>;
 
@@ -54,6 +56,44 @@ fn timer(v: Option<f64>, default: Option<Duration>, name: &str) -> Checked<Optio
     }
 }
 
+/// The database options -> the PostgreSQL store's settings.
+fn database(d: DatabaseOptions, agent: &str, handshake: Duration) -> Checked<PgConfig> {
+    let mut cfg = PgConfig::new(d.connection_string, d.agent.unwrap_or_else(|| agent.to_owned()));
+    cfg.pool_size = count(d.pool_size, cfg.pool_size, "database.poolSize", 1..=100)?;
+    cfg.timeout = duration(d.timeout, cfg.timeout.min(handshake / 2), "database.timeout")?;
+    if cfg.timeout >= handshake {
+        return invalid("database.timeout must be below handshakeTimeout, so a slow database fails the handshake with ERR_STORE_UNAVAILABLE");
+    }
+    cfg.cache_ttl = duration(d.cache_ttl, cfg.cache_ttl, "database.cacheTtl")?;
+    cfg.cache_capacity = count(d.cache_size, cfg.cache_capacity, "database.cacheSize", 1..=10_000_000)?;
+    if let Some(q) = d.key_query {
+        cfg.key_query = q;
+    }
+    if let Some(q) = d.partner_query {
+        cfg.partner_query = q;
+    }
+    match (d.ticket_query, d.consume_tickets.unwrap_or(false)) {
+        (Some(q), _) => cfg.ticket_query = q,
+        (None, true) => cfg.ticket_query = pg::CONSUMING_TICKET_QUERY.into(),
+        (None, false) => {}
+    }
+    if let Some(s) = d.statuses {
+        cfg.statuses = s;
+    }
+    cfg.key_format = match d.key_format.as_deref() {
+        None | Some("ed25519") => KeyFormat::Ed25519,
+        Some("x25519") => KeyFormat::X25519,
+        Some(other) => return invalid(format!("database.keyFormat must be ed25519 or x25519, not {other}")),
+    };
+    if let Some(c) = d.channel {
+        cfg.admin_channel = c;
+    }
+    if let Some(c) = d.agents_channel {
+        cfg.agents_channel = c;
+    }
+    Ok(cfg)
+}
+
 /// Options as JavaScript gave them -> the node's settings, with the Rust
 /// defaults for what is absent.
 fn config(o: NativeOptions) -> Checked<PeerConfig> {
@@ -80,7 +120,7 @@ fn config(o: NativeOptions) -> Checked<PeerConfig> {
     cfg.max_pending = count(o.max_pending, cfg.max_pending, "maxPending", 1..=1_000_000)?;
     cfg.max_pending_per_ip = count(o.max_pending_per_ip, cfg.max_pending_per_ip, "maxPendingPerIp", 1..=1_000_000)?;
     cfg.proto = proto::Config {
-        admit_any_agent: identity.is_none() && !o.has_peer_key.unwrap_or(false),
+        admit_any_agent: identity.is_none() && !o.has_peer_key.unwrap_or(false) && o.database.is_none(),
         identity,
         max_frame: count(
             o.max_frame,
@@ -165,20 +205,35 @@ impl NativePeer {
         ts_args_type = "options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void"
     )]
     pub fn new(
-        options: NativeOptions,
+        mut options: NativeOptions,
         on_message: JsCallback<Delivery>,
         on_event: JsCallback<EventInfo>,
         on_request: JsCallback<LookupRequest>,
         on_sent: JsCallback<Vec<SendResult>>,
     ) -> Result<Self> {
+        let (has_peer_key, has_check_ticket) =
+            (options.has_peer_key.unwrap_or(false), options.has_check_ticket.unwrap_or(false));
+        let db = options.database.take();
         let cfg = config(options).map_err(to_js)?;
+        let db = db.map(|d| database(d, &cfg.agent, cfg.proto.handshake_timeout)).transpose().map_err(to_js)?;
         let encrypted = cfg.proto.identity.is_some();
-        let store = Arc::new(JsStore::new(on_request));
+        let js_store = Arc::new(JsStore::new(on_request));
+        let js: Arc<dyn Store> = Arc::new(SharedStore(js_store.clone()));
+        // A callback the application gave answers its question; the database answers the rest.
+        let store: Arc<dyn Store> = match db {
+            None => js,
+            Some(db) => {
+                let pg: Arc<dyn Store> = Arc::new(within_runtime_if_available(|| PgStore::start(db)).map_err(to_js)?);
+                let keys = if has_peer_key { js.clone() } else { pg.clone() };
+                let tickets = if has_check_ticket { js } else { pg };
+                Arc::new(Split { keys, tickets })
+            }
+        };
         let sink = Arc::new(JsSink { on_message, on_event });
         let (results, rx) = tokio::sync::mpsc::unbounded_channel();
         within_runtime_if_available(|| tokio::spawn(report_results(rx, on_sent)));
-        let peer = Peer::new(cfg, Arc::new(SharedStore(store.clone())), sink).map_err(to_js)?;
-        Ok(Self { peer, encrypted, store, results })
+        let peer = Peer::new(cfg, store, sink).map_err(to_js)?;
+        Ok(Self { peer, encrypted, store: js_store, results })
     }
 
     /// Start listening; resolves with the bound address.
@@ -222,6 +277,12 @@ impl NativePeer {
         Ok(())
     }
 
+    /// Figures of the running node.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> PeerStats {
+        PeerStats { store: self.peer.stats().store.into() }
+    }
+
     /// True when the node encrypts (false in raw mode).
     #[napi(getter)]
     pub fn encrypted(&self) -> bool {
@@ -238,11 +299,11 @@ impl NativePeer {
     #[napi(catch_unwind)]
     pub fn answer(&self, id: f64, key: Option<Buffer>, ok: Option<bool>, error: Option<String>) -> Result<bool> {
         let reply = match (error, ok, key) {
-            (Some(e), _, _) => Answer::Failed(e),
+            (Some(e), _, _) => Answer::Failed(Error::LookupFailed(e)),
             (None, Some(ok), _) => Answer::Ticket(ok),
             (None, None, Some(k)) => match key_from_js(&k) {
                 Some(k) => Answer::Key(Some(k)),
-                None => Answer::Failed("peerKey returned a key that is not 32 bytes".into()),
+                None => Answer::Failed(Error::LookupFailed("peerKey returned a key that is not 32 bytes".into())),
             },
             (None, None, None) => Answer::Key(None),
         };

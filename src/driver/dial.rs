@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::event::PeerEvent;
-use super::link::{self, Dialled, Origin, PanicGuard};
+use super::link::{self, Origin, PanicGuard};
 use super::lookup;
 use super::queue::{SendOptions, Target};
 use super::registry::{DialOrder, Retire};
@@ -48,8 +48,7 @@ async fn dial(shared: Arc<Shared>, order: DialOrder) {
     };
     match started {
         Ok((stream, conn, remote)) => {
-            let peer = Dialled { agent: target.agent.clone(), remote };
-            link::run(shared, link, stream, conn, Origin::Dialled(peer)).await;
+            link::run(shared, link, stream, conn, Origin::Dialled { remote }).await;
         }
         Err(err) => {
             let mut rx = link.rx;
@@ -77,8 +76,11 @@ async fn start(
             let need = Need::PeerKey { agent: agent.clone() };
             let stored = match lookup::answer(&*shared.store, need, proto.handshake_timeout).await {
                 Answer::Key(k) => k,
-                Answer::Failed(e) => return Err(Error::LookupFailed(format!("key of {agent}: {e}"))),
-                Answer::Ticket(_) => return Err(Error::Internal("a ticket answer to a key question".into())),
+                Answer::Failed(Error::LookupFailed(why)) => {
+                    return Err(Error::LookupFailed(format!("key of {agent}: {why}")))
+                }
+                Answer::Failed(e) => return Err(e),
+                other => return Err(Error::Internal(format!("an answer to a question not asked: {other:?}"))),
             };
             Some(policy::key_for_dial(&agent, stored)?)
         }

@@ -65,26 +65,20 @@ impl Drop for PanicGuard {
     }
 }
 
-/// Whom we dialled (reported if the link fails before its handshake ends).
-pub(crate) struct Dialled {
-    pub agent: Option<String>,
-    pub remote: Option<SocketAddr>,
-}
-
 /// How a connection came to be. The remote address is taken when the socket
 /// is accepted or connected: once a reset arrives, the socket no longer knows it.
 pub(crate) enum Origin {
     Accepted { remote: SocketAddr, pending: PendingGuard },
-    Dialled(Dialled),
+    Dialled { remote: Option<SocketAddr> },
 }
 
 /// Drive one connection until it ends, then settle everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, conn: Connection, origin: Origin) {
     let NewLink { id, rx: cmds, cancel } = new;
     let _guard = PanicGuard::new(&shared, id);
-    let (remote, pending, dialled_agent) = match origin {
-        Origin::Accepted { remote, pending } => (Some(remote), Some(pending), None),
-        Origin::Dialled(d) => (d.remote, None, d.agent),
+    let (remote, pending) = match origin {
+        Origin::Accepted { remote, pending } => (Some(remote), Some(pending)),
+        Origin::Dialled { remote } => (remote, None),
     };
     let (rd, wr) = stream.into_split();
     let limit = shared.proto.codec_limit();
@@ -99,7 +93,6 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, co
         conn,
         cmds,
         remote,
-        dialled_agent,
         pending,
         reader: FramedRead::new(rd, frame::codec(limit)),
         limit,
@@ -126,7 +119,6 @@ struct LinkTask {
     /// Messages (and connect requests) routed to this link.
     cmds: mpsc::UnboundedReceiver<Cmd>,
     remote: Option<SocketAddr>,
-    dialled_agent: Option<String>,
     /// Counts against the pending-inbound caps until the handshake completes.
     pending: Option<PendingGuard>,
     reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
@@ -334,13 +326,8 @@ impl LinkTask {
     fn end_event(&self, outcome: &Result<()>) -> PeerEvent {
         let Some(info) = &self.info else {
             let err = outcome.clone().err().unwrap_or(Error::Closed);
-            return PeerEvent::failure(
-                self.id,
-                self.dialled_agent.clone(),
-                self.remote,
-                self.conn.is_initiator(),
-                &err,
-            );
+            let agent = self.conn.claimed_agent().map(str::to_owned);
+            return PeerEvent::failure(self.id, agent, self.remote, self.conn.is_initiator(), &err);
         };
         PeerEvent {
             kind: EventKind::Close,

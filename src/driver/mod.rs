@@ -39,12 +39,18 @@ use crate::error::{Error, Result};
 use queue::Outgoing;
 use shared::Shared;
 
+pub use crate::store::Store;
 pub use config::{PeerConfig, DEFAULT_HOST, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_IP};
 pub use dial::next_timestamp;
 pub use event::{EventKind, LinkInfo, PeerEvent, Sink};
-pub use lookup::Store;
 pub use queue::{Done, SendOptions, Target};
 pub use registry::Registry;
+
+/// Figures of a running node.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub store: crate::store::StoreStats,
+}
 
 /// A running node: cheap to clone.
 #[derive(Clone)]
@@ -107,6 +113,7 @@ impl Peer {
     /// Stop listening, close every link, and wait (bounded) for the tasks.
     pub async fn close(&self) {
         self.shared.shutdown.cancel();
+        self.shared.store.shutdown();
         self.shared.tasks.close();
         let grace = self.shared.proto.drain_timeout + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, self.shared.tasks.wait()).await;
@@ -114,6 +121,11 @@ impl Peer {
 
     pub fn is_closed(&self) -> bool {
         self.shared.shutdown.is_cancelled()
+    }
+
+    /// Figures of the running node.
+    pub fn stats(&self) -> Stats {
+        Stats { store: self.shared.store.stats() }
     }
 
     /// The links open right now.

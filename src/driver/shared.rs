@@ -9,9 +9,9 @@ use tokio_util::task::TaskTracker;
 
 use super::config::PeerConfig;
 use super::event::Sink;
-use super::lookup::Store;
 use super::registry::{DialOrder, Registry};
 use crate::proto::{self, replay::ReplayTable};
+use crate::store::Store;
 
 pub(crate) struct Shared {
     pub cfg: PeerConfig,

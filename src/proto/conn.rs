@@ -42,6 +42,9 @@ pub(super) struct Context {
     pub cfg: Arc<Config>,
     pub replay: Arc<Mutex<ReplayTable>>,
     pub initiator: bool,
+    /// The agent the other side claims to be, once a handshake message
+    /// named it (not proven until the link opens).
+    pub claimed: Option<String>,
     pub transmits: VecDeque<Vec<u8>>,
     pub events: VecDeque<Event>,
     pub timers: Timers,
@@ -124,6 +127,12 @@ impl Connection {
 
     pub fn is_draining(&self) -> bool {
         matches!(self.state, State::Draining(_))
+    }
+
+    /// The agent the other side named in its handshake, proven or not: for
+    /// reports about connections that never opened.
+    pub fn claimed_agent(&self) -> Option<&str> {
+        self.cx.claimed.as_deref()
     }
 
     pub fn peer(&self) -> Option<&PeerInfo> {
@@ -209,6 +218,6 @@ impl Connection {
 impl Context {
     fn new(cfg: Arc<Config>, replay: Arc<Mutex<ReplayTable>>, now: Instant, initiator: bool) -> Self {
         let timers = Timers { handshake: Some(now + cfg.handshake_timeout), ..Timers::default() };
-        Self { cfg, replay, initiator, transmits: VecDeque::new(), events: VecDeque::new(), timers }
+        Self { cfg, replay, initiator, claimed: None, transmits: VecDeque::new(), events: VecDeque::new(), timers }
     }
 }

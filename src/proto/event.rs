@@ -7,13 +7,15 @@ use serde_json::Value;
 use super::keys::Key;
 use super::payload::Address;
 use super::suite::Pattern;
-use crate::error::CloseReason;
+use crate::error::{CloseReason, Error};
 
 /// A question the connection needs answered before it can go on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Need {
-    /// What is this agent's static key? (No key: not a partner.)
+    /// What key does the node hold for this agent? (First contacts.)
     PeerKey { agent: String },
+    /// May this agent open a link by key (KK), and what key is held for it?
+    Partner { agent: String },
     /// May this ticket open a link?
     Ticket { ticket: Value, from: Address },
 }
@@ -22,9 +24,15 @@ pub enum Need {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     Key(Option<Key>),
+    Partner {
+        allowed: bool,
+        key: Option<Key>,
+    },
     Ticket(bool),
-    /// The lookup itself failed (callback threw, database down, deadline).
-    Failed(String),
+    /// The lookup itself failed (callback threw, database down, deadline):
+    /// `LookupFailed`, `StoreUnavailable`, or the store's own verdict such
+    /// as `KeyMismatch`. It refuses the handshake with that code.
+    Failed(Error),
 }
 
 /// What we know about the other end once a link is open.

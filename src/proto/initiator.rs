@@ -19,6 +19,7 @@ pub(super) fn start(cx: &mut Context, spec: DialSpec) -> Result<State> {
     if !cx.cfg.is_raw() && remote.is_none() {
         return Err(Error::UnknownPeer { agent: spec.remote_agent });
     }
+    cx.claimed = Some(spec.remote_agent.clone());
     let remote_ref = remote.as_ref();
     let (pattern, letter, hs, msg) = match &spec.dial {
         Dial::Ticket { ticket, from } => {

@@ -51,9 +51,14 @@ impl Identity {
 /// text of a valid Ed25519 point. `None` for anything else (for example the
 /// ids of nodes that run with plain X25519 keys, whose keys come from the store).
 pub fn agent_key(agent: &str) -> Option<Key> {
-    let bytes: [u8; 32] = decode(agent)?.try_into().ok()?;
-    let point = VerifyingKey::from_bytes(&bytes).ok()?;
-    Some(point.to_montgomery().to_bytes())
+    ed25519_to_x25519(&decode(agent)?.try_into().ok()?)
+}
+
+/// The X25519 key of an Ed25519 public key (the birational map libsodium
+/// calls `crypto_sign_ed25519_pk_to_curve25519`); `None` when the bytes are
+/// not an Ed25519 point.
+pub fn ed25519_to_x25519(ed: &[u8; 32]) -> Option<Key> {
+    Some(VerifyingKey::from_bytes(ed).ok()?.to_montgomery().to_bytes())
 }
 
 /// base64url without padding, the form of `mychips.agents.agent`.

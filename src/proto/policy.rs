@@ -36,12 +36,26 @@ pub fn asks_for_caller(cfg: &Config) -> bool {
 }
 
 /// Responder, after `N`: the key `K` must decrypt with, from the store's
-/// answer. `None` inside `Ok` means raw mode (there is nothing to prove).
-pub fn caller_key(cfg: &Config, agent: &str, stored: Option<Key>) -> Result<Option<Key>> {
-    match stored {
-        None => Err(Error::UnknownPeer { agent: agent.to_owned() }),
-        Some(_) if cfg.is_raw() => Ok(None),
-        Some(k) => Ok(Some(k)),
+/// answer. Only a partner gets in; its key is the one its id names and the
+/// stored one, which must agree; a plain-key agent needs the stored one.
+/// `None` inside `Ok` means raw mode (there is nothing to prove).
+pub fn caller_key(cfg: &Config, agent: &str, allowed: bool, stored: Option<Key>) -> Result<Option<Key>> {
+    if !allowed {
+        return Err(Error::UnknownPeer { agent: agent.to_owned() });
+    }
+    if cfg.is_raw() {
+        return Ok(None);
+    }
+    agreed_key(agent, stored).map(Some)
+}
+
+/// The key the id names and the stored one, which must agree; either alone
+/// will do.
+fn agreed_key(agent: &str, stored: Option<Key>) -> Result<Key> {
+    match (stored, agent_key(agent)) {
+        (Some(s), Some(d)) if s != d => Err(Error::KeyMismatch { agent: agent.to_owned() }),
+        (Some(k), _) | (None, Some(k)) => Ok(k),
+        (None, None) => Err(Error::UnknownPeer { agent: agent.to_owned() }),
     }
 }
 
@@ -64,9 +78,10 @@ pub fn dial_key(cfg: &Config, given: Option<Key>) -> DialKey {
     }
 }
 
-/// Initiator: the store's key for `agent`, else the one its id names.
+/// Initiator: the store's key for `agent` and the one its id names, which
+/// must agree; either alone will do.
 pub fn key_for_dial(agent: &str, stored: Option<Key>) -> Result<Key> {
-    stored.or_else(|| agent_key(agent)).ok_or_else(|| Error::UnknownPeer { agent: agent.to_owned() })
+    agreed_key(agent, stored)
 }
 
 #[cfg(test)]
@@ -96,9 +111,26 @@ mod tests {
         assert_eq!(dial_key(&Config::default(), Some(a.public)), DialKey::Raw);
         assert_eq!(dial_key(&enc, Some(a.public)), DialKey::Given(a.public));
         assert_eq!(dial_key(&enc, None), DialKey::Ask);
-        assert_eq!(key_for_dial(&a.agent, Some([9; 32])).ok(), Some([9; 32]));
+        assert_eq!(key_for_dial("plain-agent", Some([9; 32])).ok(), Some([9; 32]));
+        assert!(
+            matches!(key_for_dial(&a.agent, Some([9; 32])), Err(Error::KeyMismatch { .. })),
+            "stored key is not the id's"
+        );
+        assert_eq!(key_for_dial(&a.agent, Some(a.public)).ok(), Some(a.public));
         assert_eq!(key_for_dial(&a.agent, None).ok(), Some(a.public));
         assert!(matches!(key_for_dial("plain-agent", None), Err(Error::UnknownPeer { .. })));
+    }
+
+    #[test]
+    fn a_kk_caller_must_be_a_partner_and_prove_the_key_its_id_names() {
+        let enc = Config { identity: Some(Identity::from_seed(&[3; 32])), ..Config::default() };
+        let a = Identity::from_seed(&[1; 32]);
+        assert_eq!(caller_key(&enc, &a.agent, true, None).ok(), Some(Some(a.public)), "the id names it");
+        assert_eq!(caller_key(&enc, &a.agent, true, Some(a.public)).ok(), Some(Some(a.public)));
+        assert!(matches!(caller_key(&enc, &a.agent, true, Some([9; 32])), Err(Error::KeyMismatch { .. })));
+        assert!(matches!(caller_key(&enc, &a.agent, false, Some(a.public)), Err(Error::UnknownPeer { .. })));
+        assert!(matches!(caller_key(&enc, "plain", true, None), Err(Error::UnknownPeer { .. })));
+        assert_eq!(caller_key(&enc, "plain", true, Some([9; 32])).ok(), Some(Some([9; 32])));
     }
 
     #[test]
@@ -106,7 +138,7 @@ mod tests {
         let open = Config { admit_any_agent: true, ..Config::default() };
         assert!(!asks_for_caller(&open));
         assert!(asks_for_caller(&Config::default()));
-        assert_eq!(caller_key(&Config::default(), "x", Some([1; 32])).ok(), Some(None));
-        assert!(matches!(caller_key(&Config::default(), "x", None), Err(Error::UnknownPeer { .. })));
+        assert_eq!(caller_key(&Config::default(), "x", true, Some([1; 32])).ok(), Some(None));
+        assert!(matches!(caller_key(&Config::default(), "x", false, None), Err(Error::UnknownPeer { .. })));
     }
 }

@@ -48,6 +48,7 @@ fn read_hello<T>(
 pub(super) fn ticket_hello(cx: &mut Context, message: &[u8]) -> Result<State> {
     let mut hs = handshake(cx, "IK", false, true, None)?;
     let hello = read_hello(cx, &mut hs, message, payload::parse_ticket_hello)?;
+    cx.claimed = Some(hello.from.agent.clone());
     let proven = hs.remote_static();
     match (hello.timestamp, proven) {
         (Some(ts), Some(key)) if !cx.replay_table()?.is_fresh(&key, ts) => return Err(Error::Replay),
@@ -75,8 +76,8 @@ pub(super) fn ticket_key(
     let native = hello.timestamp.is_some();
     let stored = match answer {
         Answer::Key(stored) => stored,
-        Answer::Failed(why) => return refuse(cx, hs, native, Error::LookupFailed(why)),
-        Answer::Ticket(_) => return Err(Error::Internal("a ticket answer to a key question".into())),
+        Answer::Failed(err) => return refuse(cx, hs, native, err),
+        other => return Err(unasked(&other)),
     };
     if let Err(e) = policy::check_ticket_caller(&hello.from.agent, proven, stored) {
         return refuse(cx, hs, native, e);
@@ -98,8 +99,8 @@ pub(super) fn ticket_check(
     match answer {
         Answer::Ticket(true) => {}
         Answer::Ticket(false) => return refuse(cx, hs, native, Error::TicketRefused),
-        Answer::Failed(why) => return refuse(cx, hs, native, Error::LookupFailed(why)),
-        Answer::Key(_) => return Err(Error::Internal("a key answer to a ticket question".into())),
+        Answer::Failed(err) => return refuse(cx, hs, native, err),
+        other => return Err(unasked(&other)),
     }
     if let (Some(ts), Some(key)) = (hello.timestamp, proven) {
         // A concurrent handshake may have recorded a newer one meanwhile.
@@ -115,15 +116,16 @@ pub(super) fn ticket_check(
 pub(super) fn identity(cx: &mut Context, message: &[u8]) -> Result<State> {
     let mut hs = handshake(cx, "N", false, true, None)?;
     let agent = read_hello(cx, &mut hs, message, payload::parse_identity_hello)?;
+    cx.claimed = Some(agent.clone());
     if !policy::asks_for_caller(&cx.cfg) {
         return Ok(State::AwaitKey { agent, key: None });
     }
-    cx.event(Event::Need(Need::PeerKey { agent: agent.clone() }));
+    cx.event(Event::Need(Need::Partner { agent: agent.clone() }));
     Ok(State::IdentityKey { agent, early_k: None })
 }
 
-/// The stored key of the agent an `N` named. A `K` that came meanwhile is
-/// read now.
+/// Whether the agent an `N` named is a partner, and its key. A `K` that
+/// came meanwhile is read now.
 pub(super) fn caller_key(
     cx: &mut Context,
     now: Instant,
@@ -132,9 +134,10 @@ pub(super) fn caller_key(
     answer: Answer,
 ) -> Result<State> {
     let key = match answer {
-        Answer::Key(stored) => policy::caller_key(&cx.cfg, &agent, stored)?,
-        Answer::Failed(why) => return Err(Error::LookupFailed(format!("key of {agent}: {why}"))),
-        Answer::Ticket(_) => return Err(Error::Internal("a ticket answer to a key question".into())),
+        Answer::Partner { allowed, key } => policy::caller_key(&cx.cfg, &agent, allowed, key)?,
+        Answer::Failed(Error::LookupFailed(why)) => return Err(Error::LookupFailed(format!("key of {agent}: {why}"))),
+        Answer::Failed(err) => return Err(err),
+        other => return Err(unasked(&other)),
     };
     match early_k {
         Some(k) => key_hello(cx, now, agent, key, &k),
@@ -182,6 +185,11 @@ pub(super) fn query(cx: &mut Context, now: Instant, message: &[u8]) -> Result<St
     }
     let peer = PeerInfo { agent: None, pattern: Pattern::NK, native: true, key: None, initiator: false };
     accept(cx, now, hs, peer, None)
+}
+
+/// An answer of the wrong kind: a bug in the driver or the store.
+fn unasked(answer: &Answer) -> Error {
+    Error::Internal(format!("an answer to a question not asked: {answer:?}"))
 }
 
 /// Send `A` and open the link.

@@ -14,17 +14,24 @@ use serde_json::Value;
 
 use super::{EventKind, LinkInfo, Peer, PeerConfig, PeerEvent, Sink, Store, Target};
 use crate::proto::{self, Address, Identity, Key};
+use crate::store::Partner;
 
 #[derive(Default)]
 struct Keys(Mutex<HashMap<String, Key>>);
 
 impl Store for Keys {
-    fn peer_key(&self, agent: String) -> BoxFuture<'static, Result<Option<Key>, String>> {
+    fn peer_key(&self, agent: String) -> BoxFuture<'static, crate::Result<Option<Key>>> {
         let key = self.0.lock().map(|m| m.get(&agent).copied()).unwrap_or(None);
         Box::pin(async move { Ok(key) })
     }
 
-    fn check_ticket(&self, ticket: Value, _from: Address) -> BoxFuture<'static, Result<bool, String>> {
+    /// Every agent it knows a key for is a partner.
+    fn partner(&self, agent: String) -> BoxFuture<'static, crate::Result<Partner>> {
+        let key = self.0.lock().map(|m| m.get(&agent).copied()).unwrap_or(None);
+        Box::pin(async move { Ok(Partner { allowed: key.is_some(), key }) })
+    }
+
+    fn check_ticket(&self, ticket: Value, _from: Address) -> BoxFuture<'static, crate::Result<bool>> {
         Box::pin(async move { Ok(ticket == "good") })
     }
 }

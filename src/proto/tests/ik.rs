@@ -159,7 +159,7 @@ fn ik_refused_when_store_holds_another_key_for_the_agent() -> TestResult {
 fn ik_failed_lookup_is_refused_with_its_code() -> TestResult {
     let (a, b) = (node(1), node(2));
     let mut pair = Pair::new(&a, &b, by_ticket(&a))?;
-    pair.resp.lookup = Box::new(|_| Answer::Failed("database down".into()));
+    pair.resp.lookup = Box::new(|_| Answer::Failed(Error::LookupFailed("database down".into())));
     pair.drive();
     assert_eq!(pair.resp.error, Some(Error::LookupFailed("database down".into())));
     assert!(matches!(&pair.init.error, Some(Error::PeerRefused(why)) if why.contains("ERR_LOOKUP_FAILED")));

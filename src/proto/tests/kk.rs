@@ -7,7 +7,7 @@ fn kk_opens_when_store_knows_the_key() -> TestResult {
     let (a, b) = (node(1), node(2));
     let mut pair = open(&a, &b, Dial::Key)?;
     assert_eq!(letters(&pair.init.wire), "NK");
-    assert_eq!(pair.resp.needs, vec![Need::PeerKey { agent: a.agent.clone() }]);
+    assert_eq!(pair.resp.needs, vec![Need::Partner { agent: a.agent.clone() }]);
     let p = pair.resp.peer().ok_or("no Open")?;
     assert_eq!(
         (p.agent.as_deref(), p.pattern, p.native, p.key),
@@ -88,7 +88,7 @@ fn kk_forged_n_is_key_mismatch() -> TestResult {
 fn kk_failed_lookup_closes_without_reply() -> TestResult {
     let (a, b) = (node(1), node(2));
     let mut pair = Pair::new(&a, &b, Dial::Key)?;
-    pair.resp.lookup = Box::new(|_| Answer::Failed("timeout".into()));
+    pair.resp.lookup = Box::new(|_| Answer::Failed(Error::LookupFailed("timeout".into())));
     pair.drive();
     assert!(matches!(&pair.resp.error, Some(Error::LookupFailed(why)) if why.contains("timeout")));
     assert!(pair.resp.wire.is_empty());

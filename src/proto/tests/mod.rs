@@ -115,6 +115,8 @@ fn store(keys: &[(&str, Key)], ticket_ok: impl Fn(&Value) -> bool + 'static) -> 
     let keys: HashMap<String, Key> = keys.iter().map(|(a, k)| ((*a).to_owned(), *k)).collect();
     Box::new(move |need| match need {
         Need::PeerKey { agent } => Answer::Key(keys.get(agent).copied()),
+        // Every agent it holds a key for is a partner.
+        Need::Partner { agent } => Answer::Partner { allowed: keys.contains_key(agent), key: keys.get(agent).copied() },
         Need::Ticket { ticket, .. } => Answer::Ticket(ticket_ok(ticket)),
     })
 }
@@ -126,7 +128,7 @@ fn knows(nodes: &[&Node]) -> Lookup {
 }
 
 fn asks_nothing() -> Lookup {
-    Box::new(|need| Answer::Failed(format!("this side should not ask: {need:?}")))
+    Box::new(|need| Answer::Failed(Error::LookupFailed(format!("this side should not ask: {need:?}"))))
 }
 
 // ---- the harness -----------------------------------------------------------------
