@@ -3,8 +3,8 @@
 
 export declare class NativePeer {
   constructor(options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void)
-  /** Start listening; resolves with the bound address. */
-  listen(): Promise<ListenAddress>
+  /** Bind and start listening, now; returns the bound address. */
+  listen(): ListenAddress
   /**
    * Queue one message (JSON object text) for sending. How it ends (written
    * to the socket, or why not) is reported once, with `id`, to `onSent`.
@@ -147,8 +147,15 @@ export interface Keypair {
 }
 
 /**
- * The identity for a given 32-byte Ed25519 seed (the first half of a
- * libsodium Ed25519 secret key), for nodes that already have one.
+ * The identity of a JWK key pair: `crv` `Ed25519` (MyCHIPs' agent keys; the
+ * agent id is `x`, the X25519 pair is derived) or `X25519` (used as it is;
+ * the agent id is `x`). `d` is the private half, base64url.
+ */
+export declare function keypairFromJwk(crv: string, x: string, d: string): Keypair
+
+/**
+ * The identity for an Ed25519 key: a 32-byte seed, or a 64-byte libsodium
+ * secret key (the seed, then the public key), for nodes that already have one.
  */
 export declare function keypairFromSeed(seed: Buffer): Keypair
 
@@ -199,6 +206,12 @@ export interface NativeOptions {
   agent?: string
   host?: string
   port?: number
+  /**
+   * The address we tell others in a first contact, when it is not the
+   * listen address.
+   */
+  advertiseHost?: string
+  advertisePort?: number
   /** Our X25519 private key; required unless `encrypt` is false. */
   privateKey?: Buffer
   /** False runs in raw mode (no encryption), for simulations. */

@@ -31,6 +31,8 @@ export interface NoisePeerOptions {
   host?: string
   /** Listen port; 0 picks a free one. Default 0. */
   port?: number
+  /** The address we tell others in a first contact, when it is not the listen address. */
+  address?: { host: string, port?: number }
   /** Our X25519 pair (the private key is enough). Required unless `encrypt: false`. */
   keys?: { publicKey?: Buffer | Uint8Array | string, privateKey: Buffer | Uint8Array | string }
   /** Default true. False runs raw mode (no encryption, for simulations). */
@@ -142,6 +144,8 @@ export declare class NoisePeer {
   readonly agent: string
   readonly encrypted: boolean
   listen (): Promise<{ host: string, port: number }>
+  /** Bind and listen at once (as net.Server#listen does). */
+  listenNow (): { host: string, port: number }
   onMessage (fn: (from: From, message: any) => void): () => void
   onEvent (fn: (event: PeerEvent) => void): () => void
   connect (address: Address, options?: SendOptions): Promise<LinkSummary>
@@ -160,5 +164,96 @@ export declare class NoisePeer {
 export declare function generateKeypair (): Keypair
 export declare function keypairFromSeed (seed: Buffer): Keypair
 export declare function agentKey (agent: string): Buffer | null
+/** The identity of MyCHIPs' Ed25519 (or X25519) JWK key pair. */
+export declare function keypairFromJwk (pair: { publicKey?: Jwk, privateKey: Jwk }): Keypair
+
+/** An OKP JSON Web Key, as MyCHIPs keeps agent keys. */
+export interface Jwk { kty: 'OKP', crv: 'Ed25519' | 'X25519', x: string, d?: string }
+
+/** A wyclif-style logger; missing levels fall back to the nearest one. */
+export interface Logger {
+  error?: (...args: any[]) => void
+  warn?: (...args: any[]) => void
+  info?: (...args: any[]) => void
+  debug?: (...args: any[]) => void
+  trace?: (...args: any[]) => void
+}
+
+/** A CHIP address. */
+export interface Chad { agent: string, host: string, port: number, cid?: string }
+
+export interface PeerNoiseConfig {
+  /** Our agent id; default: derived from keys (x of a JWK, else base64url of keys.publicKey). */
+  agent?: string
+  /** The host other nodes reach us by (default os.hostname()). */
+  host?: string
+  /** The port we listen on. Default 65430. */
+  port?: number
+  /** The address we listen on. Default every interface. */
+  bind?: string
+  /** An Ed25519 JWK pair, { publicKey, privateKey } (X25519, or a libsodium Ed25519 secret key), or noise-protocol's { publicKey, secretKey }. No private part: raw mode. */
+  keys?: any
+  /** Responder idle timeout, ms. Default 60000. */
+  timeout?: number
+  handshakeTimeout?: number
+  log?: Logger
+  /** 'noiseKey' (agent) -> X25519 key; 'ticket' (ticket, cb) -> cb(valid). */
+  queryCB?: (request: string, data: any, cb?: (answer: any) => void) => any
+  /** Accept JavaScript initiators. Default true here. */
+  legacy?: boolean
+  referee?: boolean
+  database?: true | string | DatabaseOptions
+  /** Picks this implementation or the fallback, through peerModule. */
+  peerNative?: boolean
+}
+
+/** The other end of a link, as MyCHIPs' messageCB sees it. */
+export interface PeerConnection {
+  readonly peerAgent: string | null
+  readonly socket: { remoteAddress: string, remotePort: number, remoteFamily: string }
+  send (message: object, successCB?: () => void, failureCB?: (err: NoiseError) => void): boolean
+  peerAddress (): string
+  end (): void
+}
+
+/** MyCHIPs' Noise peer module interface (lib/peernoise.js). */
+export declare class PeerNoise {
+  constructor (config: PeerNoiseConfig, messageCB: (connection: PeerConnection | string, message: any) => void)
+  readonly agent: string
+  readonly chad: Chad
+  readonly encrypted: boolean
+  /** Settles once listening started (it starts in the constructor). */
+  readonly listening: Promise<void>
+  readonly connections: { size (): number } & Iterable<PeerConnection>
+  send (message: { to: Chad, [key: string]: any }, successCB?: (() => void) | null, failureCB?: (err: NoiseError) => void): void
+  end (agent?: string): void
+  close (): Promise<void>
+  stats (): PeerStats
+}
+
+export interface PeerSocketConfig {
+  port?: number
+  bind?: string
+  timeout?: number
+  handshakeTimeout?: number
+  log?: Logger
+  peerNative?: boolean
+}
+
+/** MyCHIPs' plain socket module interface (lib/peercomm.js), raw mode. */
+export declare class PeerSocket {
+  constructor (config: PeerSocketConfig, messageCB: (peer: string, message: any) => void)
+  readonly listening: Promise<void>
+  send (peer: string, message: object, successCB?: (() => void) | null, failureCB?: (err: NoiseError) => void): void
+  end (peer: string): void
+  close (): Promise<void>
+}
+
+/** A constructor that builds this package's module of `kind`, or `fallback()`'s when the flag says so. */
+export declare function peerModule (options?: {
+  kind?: 'noise' | 'socket'
+  native?: boolean | ((config: any) => boolean | undefined)
+  fallback?: () => new (config: any, messageCB: (...args: any[]) => void) => any
+}): new (config: any, messageCB: (...args: any[]) => void) => any
 /** The defaults of every option that has one (from the Rust settings). */
 export declare const DEFAULTS: Readonly<PeerDefaults>

@@ -25,5 +25,7 @@ if (cli) {
   run('cargo', ['build', '--release', '--lib'])
   const ext = process.platform === 'win32' ? 'dll' : process.platform === 'darwin' ? 'dylib' : 'so'
   const prefix = process.platform === 'win32' ? '' : 'lib'
-  copyFileSync(join(root, 'target', 'release', `${prefix}mychips_noise.${ext}`), join(root, binaryName()))
+  // Where cargo put it: CARGO_TARGET_DIR or a cargo config may move target/.
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' }))
+  copyFileSync(join(meta.target_directory, 'release', `${prefix}mychips_noise.${ext}`), join(root, binaryName()))
 }

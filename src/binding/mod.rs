@@ -25,13 +25,42 @@ pub fn generate_keypair() -> Result<Keypair> {
     Ok(Keypair::from(keys::Identity::from_seed(&seed)))
 }
 
-/// The identity for a given 32-byte Ed25519 seed (the first half of a
-/// libsodium Ed25519 secret key), for nodes that already have one.
+/// The identity for an Ed25519 key: a 32-byte seed, or a 64-byte libsodium
+/// secret key (the seed, then the public key), for nodes that already have one.
 #[napi(catch_unwind)]
 pub fn keypair_from_seed(seed: napi::bindgen_prelude::Buffer) -> Result<Keypair> {
-    let seed: [u8; 32] =
-        seed.as_ref().try_into().map_err(|_| to_js(crate::Error::InvalidArgument("a seed is 32 bytes".into())))?;
-    Ok(Keypair::from(keys::Identity::from_seed(&seed)))
+    let invalid = |why: &str| to_js(crate::Error::InvalidArgument(why.to_owned()));
+    let id = match seed.len() {
+        32 => {
+            let seed: [u8; 32] = seed.as_ref().try_into().map_err(|_| invalid("a seed is 32 bytes"))?;
+            keys::Identity::from_seed(&seed)
+        }
+        64 => keys::Identity::from_libsodium_secret(&seed).map_err(invalid)?,
+        _ => return Err(invalid("an Ed25519 seed is 32 bytes (or a libsodium secret key, 64)")),
+    };
+    Ok(Keypair::from(id))
+}
+
+/// The identity of a JWK key pair: `crv` `Ed25519` (MyCHIPs' agent keys; the
+/// agent id is `x`, the X25519 pair is derived) or `X25519` (used as it is;
+/// the agent id is `x`). `d` is the private half, base64url.
+#[napi(catch_unwind)]
+pub fn keypair_from_jwk(crv: String, x: String, d: String) -> Result<Keypair> {
+    let bad = |why: &str| to_js(crate::Error::InvalidArgument(format!("JWK key pair: {why}")));
+    let id = match crv.as_str() {
+        "Ed25519" => keys::Identity::from_ed25519_jwk(&x, &d).map_err(bad)?,
+        "X25519" => {
+            let private =
+                keys::decode(&d).and_then(|b| keys::key_from_slice(&b)).ok_or_else(|| bad("d is not 32 bytes"))?;
+            let id = keys::Identity::from_x25519(private, x.clone());
+            if keys::decode(&x).as_deref() != Some(&id.public[..]) {
+                return Err(bad("x is not the public key of d"));
+            }
+            id
+        }
+        other => return Err(bad(&format!("unsupported curve {other}"))),
+    };
+    Ok(Keypair::from(id))
 }
 
 /// The X25519 public key an agent id names, or null when the id is not the

@@ -33,6 +33,10 @@ pub struct NativeOptions {
     pub agent: Option<String>,
     pub host: Option<String>,
     pub port: Option<f64>,
+    /// The address we tell others in a first contact, when it is not the
+    /// listen address.
+    pub advertise_host: Option<String>,
+    pub advertise_port: Option<f64>,
     /// Our X25519 private key; required unless `encrypt` is false.
     pub private_key: Option<Buffer>,
     /// False runs in raw mode (no encryption), for simulations.

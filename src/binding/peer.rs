@@ -117,6 +117,10 @@ fn config(o: NativeOptions) -> Checked<PeerConfig> {
         cfg.host = host;
     }
     cfg.port = u16::try_from(count(o.port, 0, "port", 0..=65535)?).unwrap_or(0);
+    if let Some(host) = o.advertise_host {
+        let port = count(o.advertise_port, usize::from(cfg.port), "address.port", 1..=65535)?;
+        cfg.advertise = Some((host, u16::try_from(port).unwrap_or(0)));
+    }
     cfg.max_pending = count(o.max_pending, cfg.max_pending, "maxPending", 1..=1_000_000)?;
     cfg.max_pending_per_ip = count(o.max_pending_per_ip, cfg.max_pending_per_ip, "maxPendingPerIp", 1..=1_000_000)?;
     cfg.proto = proto::Config {
@@ -236,10 +240,10 @@ impl NativePeer {
         Ok(Self { peer, encrypted, store: js_store, results })
     }
 
-    /// Start listening; resolves with the bound address.
-    #[napi]
-    pub async fn listen(&self) -> Result<ListenAddress> {
-        let addr = self.peer.listen().await.map_err(to_js)?;
+    /// Bind and start listening, now; returns the bound address.
+    #[napi(catch_unwind)]
+    pub fn listen(&self) -> Result<ListenAddress> {
+        let addr = within_runtime_if_available(|| self.peer.listen()).map_err(to_js)?;
         Ok(ListenAddress { host: addr.ip().to_string(), port: u32::from(addr.port()) })
     }
 

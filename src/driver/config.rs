@@ -17,6 +17,9 @@ pub struct PeerConfig {
     pub host: String,
     /// 0 picks a free port.
     pub port: u16,
+    /// The address we tell others in a first contact (`from` of `I`), when
+    /// it is not the listen address (listening on all interfaces, say).
+    pub advertise: Option<(String, u16)>,
     pub proto: proto::Config,
     /// Inbound connections still in their handshake, in total (docs/PROTOCOL.md §6).
     pub max_pending: usize,
@@ -31,6 +34,7 @@ impl PeerConfig {
             agent: agent.into(),
             host: DEFAULT_HOST.to_owned(),
             port: 0,
+            advertise: None,
             proto: proto::Config::default(),
             max_pending: DEFAULT_MAX_PENDING,
             max_pending_per_ip: DEFAULT_MAX_PENDING_PER_IP,

@@ -105,11 +105,11 @@ async fn start(
     let dial = match (&opts.ticket, opts.referee) {
         (_, true) => Dial::Referee,
         (Some(ticket), false) => {
-            let from = Address {
-                agent: shared.cfg.agent.clone(),
-                host: Some(shared.cfg.host.clone()),
-                port: shared.local_addr().map(|a| a.port()).or(Some(shared.cfg.port)),
+            let (host, port) = match &shared.cfg.advertise {
+                Some((host, port)) => (host.clone(), *port),
+                None => (shared.cfg.host.clone(), shared.local_addr().map_or(shared.cfg.port, |a| a.port())),
             };
+            let from = Address { agent: shared.cfg.agent.clone(), host: Some(host), port: Some(port) };
             Dial::Ticket { ticket: ticket.clone(), from }
         }
         (None, false) => Dial::Key,

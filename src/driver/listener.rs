@@ -20,14 +20,22 @@ use crate::proto::Connection;
 /// persistent failure does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-pub(crate) async fn start(shared: Arc<Shared>) -> Result<SocketAddr> {
-    let listener = TcpListener::bind((shared.cfg.host.as_str(), shared.cfg.port))
-        .await
-        .map_err(|e| Error::Io(format!("cannot listen on {}:{}: {e}", shared.cfg.host, shared.cfg.port)))?;
-    let addr = listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
-    if let Ok(mut local) = shared.local.lock() {
-        *local = Some(addr);
+/// Bind now, then accept in a task. The bind is synchronous (as Node's own
+/// `server.listen(port)` is), so the port takes connections as soon as this
+/// returns. Must run inside the tokio runtime's context.
+pub(crate) fn start(shared: Arc<Shared>) -> Result<SocketAddr> {
+    let cannot =
+        |e: std::io::Error| Error::Io(format!("cannot listen on {}:{}: {e}", shared.cfg.host, shared.cfg.port));
+    let mut local = shared.local.lock().map_err(|_| Error::Internal("listen state poisoned".into()))?;
+    if local.is_some() {
+        return Err(Error::InvalidArgument("the node is already listening".into()));
     }
+    let std_listener = std::net::TcpListener::bind((shared.cfg.host.as_str(), shared.cfg.port)).map_err(cannot)?;
+    std_listener.set_nonblocking(true).map_err(cannot)?;
+    let listener = TcpListener::from_std(std_listener).map_err(cannot)?;
+    let addr = listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
+    *local = Some(addr);
+    drop(local);
     let pending = Pending::new(shared.cfg.max_pending, shared.cfg.max_pending_per_ip);
     shared.tasks.spawn(accept_loop(shared.clone(), listener, pending));
     Ok(addr)

@@ -65,10 +65,11 @@ impl Peer {
         Ok(Self { shared: Arc::new(Shared::new(cfg, store, sink, dial::spawn)) })
     }
 
-    /// Bind and start accepting. Must run inside the tokio runtime.
-    pub async fn listen(&self) -> Result<SocketAddr> {
+    /// Bind (at once: the port takes connections when this returns) and
+    /// start accepting. Must run inside the tokio runtime's context.
+    pub fn listen(&self) -> Result<SocketAddr> {
         self.check_open()?;
-        listener::start(self.shared.clone()).await
+        listener::start(self.shared.clone())
     }
 
     /// Send one message (JSON object text). The message is queued before this

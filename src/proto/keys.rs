@@ -47,6 +47,38 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// From an Ed25519 key pair as a JWK holds it (MyCHIPs' agent keys):
+    /// `x` the public key and `d` the 32-byte seed, both base64url. The agent
+    /// id is `x`; `d` must be its private half.
+    pub fn from_ed25519_jwk(x: &str, d: &str) -> Result<Self, &'static str> {
+        let seed: [u8; 32] = decode(d).and_then(|b| b.try_into().ok()).ok_or("d is not 32 bytes of base64url")?;
+        let id = Self::from_seed(&seed);
+        match decode(x) {
+            Some(public) if encode(&public) == id.agent => Ok(id),
+            _ => Err("x is not the public key of d"),
+        }
+    }
+
+    /// From a libsodium Ed25519 secret key: the 32-byte seed, then the
+    /// 32-byte public key, which must match.
+    pub fn from_libsodium_secret(secret: &[u8]) -> Result<Self, &'static str> {
+        let (seed, public) = secret.split_at_checked(32).ok_or("a libsodium secret key is 64 bytes")?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| "a libsodium secret key is 64 bytes")?;
+        let id = Self::from_seed(&seed);
+        if encode(public) != id.agent {
+            return Err("the second half is not the public key of the first");
+        }
+        Ok(id)
+    }
+
+    /// From a plain X25519 private key (an X25519 JWK's `d`, or
+    /// noise-protocol's `secretKey`), named `agent`.
+    pub fn from_x25519(private: Key, agent: String) -> Self {
+        Self { agent, public: public_from_private(&private), private }
+    }
+}
+
 /// The X25519 public key named by an agent id, when the id is the base64url
 /// text of a valid Ed25519 point. `None` for anything else (for example the
 /// ids of nodes that run with plain X25519 keys, whose keys come from the store).
@@ -121,6 +153,24 @@ mod tests {
         let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
         assert_eq!(hex(&id.public), "cc4f2cdb695dd766f34118eb67b98652fed1d8bc49c330b119bbfa8a64989378");
         assert_eq!(hex(&id.private), "90e7595fc89e52fdfddce9c6a43d74dbf6047025ee0462d2d172e8b6a2841d6e");
+    }
+
+    #[test]
+    fn jwk_and_libsodium_pairs_give_the_seed_identity() {
+        let id = Identity::from_seed(&[0x42; 32]);
+        let d = encode(&[0x42; 32]);
+        let jwk = Identity::from_ed25519_jwk(&id.agent, &d).unwrap();
+        assert_eq!((jwk.agent.as_str(), jwk.public, jwk.private), (id.agent.as_str(), id.public, id.private));
+        assert!(Identity::from_ed25519_jwk(&encode(&[1; 32]), &d).is_err(), "x of another key");
+        assert!(Identity::from_ed25519_jwk(&id.agent, "short").is_err());
+        let mut secret = [0x42u8; 64];
+        secret[32..].copy_from_slice(&decode(&id.agent).unwrap());
+        assert_eq!(Identity::from_libsodium_secret(&secret).unwrap().private, id.private);
+        secret[40] ^= 1;
+        assert!(Identity::from_libsodium_secret(&secret).is_err());
+        assert!(Identity::from_libsodium_secret(&[0; 32]).is_err());
+        let plain = Identity::from_x25519(id.private, "plain".into());
+        assert_eq!(plain.public, id.public);
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! when the store is asked (docs/PROTOCOL.md §1, §3, §4). Both roles and raw
 //! mode decide here, so one rule is never written twice.
 //!
-//! - An agent id names an X25519 key (the Ed25519 point it encodes, mapped);
-//!   nodes that run with plain X25519 keys have ids that name nothing, and
-//!   then only the store knows their key.
+//! - An agent id names an X25519 key (the Ed25519 point it encodes, mapped).
+//!   The store may know better: nodes that run with plain X25519 keys (as
+//!   MyCHIPs' tests do) have ids whose bytes are that key, not an Ed25519
+//!   point, and only the store knows which. So a key the store holds wins,
+//!   and the id's key is used when it holds none. (The database store
+//!   checks its keys against the ids itself: `store::pg`.)
 //! - A responder lets a first contact (`I`) in only when the key the
-//!   handshake proved is the claimed agent's: the one its id names, and the
-//!   stored one when the store has one.
-//! - An initiator dials with the key it was given, else the store's, else
-//!   the one the agent id names.
+//!   handshake proved is the claimed agent's key.
+//! - A responder lets a caller in by key (`N` + `K`) only when the store says
+//!   it is a partner, and `K` decrypts with the agent's key.
+//! - An initiator dials with the key it was given, else the agent's key.
 //! - In raw mode nothing is proven. A node with no key store at all admits
 //!   every agent that calls with `N` (simulations); otherwise the store's
 //!   "no key" refuses the caller as it would with encryption.
@@ -20,11 +23,7 @@ use crate::error::{Error, Result};
 
 /// Responder, IK: check the caller's proven key against the agent it claims.
 pub fn check_ticket_caller(agent: &str, proven: Option<Key>, stored: Option<Key>) -> Result<()> {
-    let derived = agent_key(agent);
-    if derived.is_none() && stored.is_none() {
-        return Err(Error::UnknownPeer { agent: agent.to_owned() });
-    }
-    if [derived, stored].iter().flatten().any(|k| Some(*k) != proven) {
+    if Some(key_of(agent, stored)?) != proven {
         return Err(Error::KeyMismatch { agent: agent.to_owned() });
     }
     Ok(())
@@ -36,9 +35,8 @@ pub fn asks_for_caller(cfg: &Config) -> bool {
 }
 
 /// Responder, after `N`: the key `K` must decrypt with, from the store's
-/// answer. Only a partner gets in; its key is the one its id names and the
-/// stored one, which must agree; a plain-key agent needs the stored one.
-/// `None` inside `Ok` means raw mode (there is nothing to prove).
+/// answer. Only a partner gets in. `None` inside `Ok` means raw mode (there
+/// is nothing to prove).
 pub fn caller_key(cfg: &Config, agent: &str, allowed: bool, stored: Option<Key>) -> Result<Option<Key>> {
     if !allowed {
         return Err(Error::UnknownPeer { agent: agent.to_owned() });
@@ -46,17 +44,12 @@ pub fn caller_key(cfg: &Config, agent: &str, allowed: bool, stored: Option<Key>)
     if cfg.is_raw() {
         return Ok(None);
     }
-    agreed_key(agent, stored).map(Some)
+    key_of(agent, stored).map(Some)
 }
 
-/// The key the id names and the stored one, which must agree; either alone
-/// will do.
-fn agreed_key(agent: &str, stored: Option<Key>) -> Result<Key> {
-    match (stored, agent_key(agent)) {
-        (Some(s), Some(d)) if s != d => Err(Error::KeyMismatch { agent: agent.to_owned() }),
-        (Some(k), _) | (None, Some(k)) => Ok(k),
-        (None, None) => Err(Error::UnknownPeer { agent: agent.to_owned() }),
-    }
+/// An agent's key: the one the store holds, else the one its id names.
+fn key_of(agent: &str, stored: Option<Key>) -> Result<Key> {
+    stored.or_else(|| agent_key(agent)).ok_or_else(|| Error::UnknownPeer { agent: agent.to_owned() })
 }
 
 /// Initiator: how the responder's key is found.
@@ -78,16 +71,15 @@ pub fn dial_key(cfg: &Config, given: Option<Key>) -> DialKey {
     }
 }
 
-/// Initiator: the store's key for `agent` and the one its id names, which
-/// must agree; either alone will do.
+/// Initiator: the store's key for `agent`, else the one its id names.
 pub fn key_for_dial(agent: &str, stored: Option<Key>) -> Result<Key> {
-    agreed_key(agent, stored)
+    key_of(agent, stored)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::keys::Identity;
+    use crate::proto::keys::{encode, Identity};
 
     #[test]
     fn ticket_caller_must_prove_the_key_its_id_names_and_the_stored_one() {
@@ -100,6 +92,9 @@ mod tests {
             check_ticket_caller(&a.agent, Some(a.public), Some(b.public)),
             Err(Error::KeyMismatch { .. })
         ));
+        // An id whose bytes are an X25519 key (noise-protocol's keygen): the store knows.
+        let x25519_id = encode(&b.public);
+        assert!(check_ticket_caller(&x25519_id, Some(b.public), Some(b.public)).is_ok());
         assert!(matches!(check_ticket_caller("plain-agent", Some(a.public), None), Err(Error::UnknownPeer { .. })));
         assert!(check_ticket_caller("plain-agent", Some(a.public), Some(a.public)).is_ok());
     }
@@ -112,22 +107,18 @@ mod tests {
         assert_eq!(dial_key(&enc, Some(a.public)), DialKey::Given(a.public));
         assert_eq!(dial_key(&enc, None), DialKey::Ask);
         assert_eq!(key_for_dial("plain-agent", Some([9; 32])).ok(), Some([9; 32]));
-        assert!(
-            matches!(key_for_dial(&a.agent, Some([9; 32])), Err(Error::KeyMismatch { .. })),
-            "stored key is not the id's"
-        );
-        assert_eq!(key_for_dial(&a.agent, Some(a.public)).ok(), Some(a.public));
+        assert_eq!(key_for_dial(&a.agent, Some([9; 32])).ok(), Some([9; 32]), "the store's key wins");
         assert_eq!(key_for_dial(&a.agent, None).ok(), Some(a.public));
         assert!(matches!(key_for_dial("plain-agent", None), Err(Error::UnknownPeer { .. })));
     }
 
     #[test]
-    fn a_kk_caller_must_be_a_partner_and_prove_the_key_its_id_names() {
+    fn a_kk_caller_must_be_a_partner_with_a_known_key() {
         let enc = Config { identity: Some(Identity::from_seed(&[3; 32])), ..Config::default() };
         let a = Identity::from_seed(&[1; 32]);
         assert_eq!(caller_key(&enc, &a.agent, true, None).ok(), Some(Some(a.public)), "the id names it");
         assert_eq!(caller_key(&enc, &a.agent, true, Some(a.public)).ok(), Some(Some(a.public)));
-        assert!(matches!(caller_key(&enc, &a.agent, true, Some([9; 32])), Err(Error::KeyMismatch { .. })));
+        assert_eq!(caller_key(&enc, &a.agent, true, Some([9; 32])).ok(), Some(Some([9; 32])), "the store's key wins");
         assert!(matches!(caller_key(&enc, &a.agent, false, Some(a.public)), Err(Error::UnknownPeer { .. })));
         assert!(matches!(caller_key(&enc, "plain", true, None), Err(Error::UnknownPeer { .. })));
         assert_eq!(caller_key(&enc, "plain", true, Some([9; 32])).ok(), Some(Some([9; 32])));

@@ -89,16 +89,14 @@ pub(super) async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
         let id = Identity::from_seed(&[i + 1; 32]);
         keys.0.lock().unwrap().insert(id.agent.clone(), id.public);
         let cfg = PeerConfig {
-            agent: id.agent.clone(),
-            host: "127.0.0.1".into(),
-            port: 0,
             proto: proto::Config { identity: Some(id.clone()), idle_timeout: idle, ..proto::Config::default() },
             max_pending: 64,
             max_pending_per_ip: 64,
+            ..PeerConfig::new(id.agent.clone())
         };
         let seen = Arc::new(Recorder::default());
         let peer = Peer::new(cfg, keys.clone(), seen.clone()).expect("valid settings");
-        peer.listen().await.expect("listen on loopback");
+        peer.listen().expect("listen on loopback");
         out.push(Node { peer, id, seen });
     }
     out

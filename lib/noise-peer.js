@@ -1,0 +1,337 @@
+'use strict'
+// NoisePeer, a thin JavaScript layer over the native peer.
+// It owns what is JavaScript-shaped (JSON text <-> objects, listener lists,
+// awaiting the application's async callbacks, error codes) and nothing else:
+// every protocol rule runs in Rust.
+
+const native = require('./native')
+const { invalid, fromNative, call, ERR_LISTENER, ERR_NO_LISTENER } = require('./errors')
+const { bytes, identityFrom } = require('./keys')
+
+// The defaults of every option, from the Rust settings (the one source).
+const DEFAULTS = Object.freeze(native.defaults())
+
+// Messages that arrive before the first onMessage listener are held, up to this many.
+const EARLY_BUFFER = 10000
+
+// A 32-byte X25519 key from a Buffer, a Uint8Array or base64url text.
+function toKey (key, what) {
+  const buf = bytes(key)
+  if (!buf || buf.length !== 32) throw invalid(`${what} must be a 32-byte X25519 key (Buffer or base64url)`)
+  return buf
+}
+
+function toTarget (address) {
+  if (!address || typeof address !== 'object') throw invalid('the address must be an object {agent, host, port, key?}')
+  const { agent, host, port, key, link } = address
+  if (link == null && (typeof agent !== 'string' || agent === '')) throw invalid('the address needs an agent id')
+  if (port != null && !(Number.isInteger(port) && port >= 0 && port <= 65535)) throw invalid('port must be an integer 0..65535')
+  return {
+    agent: agent == null ? undefined : agent,
+    host: host == null ? undefined : String(host),
+    port: port == null ? undefined : port,
+    key: key == null ? undefined : toKey(key, 'address.key'),
+    link: link == null ? undefined : Number(link)
+  }
+}
+
+function toSendOptions (opts) {
+  if (opts == null) return undefined
+  const out = {}
+  if (opts.ticket != null) out.ticket = JSON.stringify(opts.ticket)
+  if (opts.referee) out.referee = true
+  return out
+}
+
+// `database`: options for the PostgreSQL store, a connection string, or
+// true for the one in DATABASE_URL.
+function toDatabase (db) {
+  if (db == null || db === false) return undefined
+  if (db === true) db = {}
+  if (typeof db === 'string') db = { connectionString: db }
+  if (typeof db !== 'object') throw invalid('database must be true, a connection string or an object')
+  const connectionString = db.connectionString || (db.connectionString == null ? process.env.DATABASE_URL : null)
+  if (typeof connectionString !== 'string' || connectionString === '') {
+    throw invalid('database needs a connectionString (or DATABASE_URL in the environment)')
+  }
+  const queries = db.queries || {}
+  return {
+    connectionString,
+    agent: db.agent,
+    poolSize: db.poolSize,
+    timeout: db.timeout,
+    cacheTtl: db.cacheTtl,
+    cacheSize: db.cacheSize,
+    keyQuery: queries.key,
+    partnerQuery: queries.partner,
+    ticketQuery: queries.ticket,
+    statuses: db.statuses,
+    keyFormat: db.keyFormat,
+    consumeTickets: db.consumeTickets,
+    channel: db.channel,
+    agentsChannel: db.agentsChannel
+  }
+}
+
+class NoisePeer {
+  constructor (options = {}) {
+    const o = options || {}
+    if (o.peerKey != null && typeof o.peerKey !== 'function') throw invalid('peerKey must be a function')
+    if (o.checkTicket != null && typeof o.checkTicket !== 'function') throw invalid('checkTicket must be a function')
+    const privateKey = o.encrypt !== false && o.keys != null ? toKey(o.keys.privateKey, 'keys.privateKey') : undefined
+    this._peerKey = o.peerKey || null
+    this._checkTicket = o.checkTicket || null
+    this._messageListeners = []
+    this._eventListeners = []
+    this._held = []
+    this._closed = null
+    this._keepAlive = null // a ref'd timer: a listening peer keeps Node running, like net.Server
+    this._unref = false
+    this._listening = false
+    this._sends = new Map() // send id -> { resolve, reject }
+    this._nextSend = 0
+    // Defaults and ranges are Rust's: options go through as given, and a bad
+    // one comes back as ERR_INVALID_ARGUMENT.
+    this._native = call(() => new native.NativePeer({
+      agent: o.agent,
+      host: o.host == null ? undefined : String(o.host),
+      port: o.port,
+      advertiseHost: o.address && o.address.host != null ? String(o.address.host) : undefined,
+      advertisePort: o.address ? o.address.port : undefined,
+      privateKey,
+      encrypt: o.encrypt,
+      timeout: o.timeout,
+      handshakeTimeout: o.handshakeTimeout,
+      drainTimeout: o.drainTimeout,
+      maxFrame: o.maxFrame,
+      maxMessage: o.maxMessage,
+      maxPending: o.maxPending,
+      maxPendingPerIp: o.maxPendingPerIp,
+      referee: o.referee == null ? undefined : !!o.referee,
+      legacy: o.legacy == null ? undefined : !!o.legacy,
+      hasPeerKey: !!o.peerKey,
+      hasCheckTicket: !!o.checkTicket,
+      database: toDatabase(o.database)
+    }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r), (results) => this._sent(results)))
+    this.agent = o.agent
+    this.encrypted = this._native.encrypted
+  }
+
+  /** Start listening. Resolves with `{ host, port }`. */
+  async listen () {
+    return this.listenNow()
+  }
+
+  /**
+   * Bind and listen at once, as `net.Server#listen(port)` does: the port takes
+   * connections when this returns. Returns `{ host, port }`; throws on failure.
+   */
+  listenNow () {
+    this.address = call(() => this._native.listen())
+    this._listening = !this._closed
+    this._holdProcess()
+    return { ...this.address }
+  }
+
+  /** Let the process exit even while listening (like net.Server#unref). */
+  unref () {
+    this._unref = true
+    this._holdProcess()
+    return this
+  }
+
+  /** Undo unref(): keep the process running while listening (the default). */
+  ref () {
+    this._unref = false
+    this._holdProcess()
+    return this
+  }
+
+  // Sockets and callbacks live in Rust, where libuv cannot see them. A ref'd
+  // timer stands in for them: the process stays up while we listen (unless
+  // unref'd) and while any send is unsettled, and not a moment longer.
+  _holdProcess () {
+    const needed = (this._listening && !this._unref) || this._sends.size > 0
+    if (needed && !this._keepAlive) {
+      this._keepAlive = setInterval(() => {}, 1 << 30)
+    } else if (!needed && this._keepAlive) {
+      clearInterval(this._keepAlive)
+      this._keepAlive = null
+    }
+  }
+
+  /** Call `fn(from, message)` for every message. Returns a function that removes it. */
+  onMessage (fn) {
+    if (typeof fn !== 'function') throw invalid('onMessage takes a function')
+    this._messageListeners.push(fn)
+    const held = this._held.splice(0)
+    for (const d of held) this._deliver(d)
+    return () => { this._messageListeners = this._messageListeners.filter(f => f !== fn) }
+  }
+
+  /** Call `fn(event)` for connection events. Returns a function that removes it. */
+  onEvent (fn) {
+    if (typeof fn !== 'function') throw invalid('onEvent takes a function')
+    this._eventListeners.push(fn)
+    return () => { this._eventListeners = this._eventListeners.filter(f => f !== fn) }
+  }
+
+  /** Open (or reuse) a link to `address` without sending. Resolves with the link. */
+  async connect (address, opts) {
+    const target = toTarget(address)
+    try {
+      return await this._native.connect(target, toSendOptions(opts))
+    } catch (err) { throw fromNative(err) }
+  }
+
+  /**
+   * Send one message (a plain object). Opens a link if none is open; resolves once
+   * the message has been handed to the socket, rejects with a coded error otherwise.
+   */
+  send (address, message, opts) {
+    let target, text, options
+    try {
+      target = toTarget(address)
+      if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+        throw invalid('a message must be a plain object')
+      }
+      text = JSON.stringify(message)
+      options = toSendOptions(opts)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const id = ++this._nextSend
+    return new Promise((resolve, reject) => {
+      this._sends.set(id, { resolve, reject })
+      try {
+        this._native.send(id, target, text, options)
+      } catch (err) {
+        this._sends.delete(id)
+        reject(fromNative(err))
+      }
+      this._holdProcess()
+    })
+  }
+
+  // Send outcomes, in batches from Rust: each settles its promise exactly once.
+  _sent (results) {
+    for (const { id, code, message } of results) {
+      const pending = this._sends.get(id)
+      if (!pending) continue
+      this._sends.delete(id)
+      if (code) {
+        const err = new Error(message)
+        err.code = code
+        pending.reject(err)
+      } else {
+        pending.resolve()
+      }
+    }
+    this._holdProcess()
+  }
+
+  /** Close, in order, every link to `agent`. Returns how many there were. */
+  end (agent) {
+    return call(() => this._native.end(String(agent)))
+  }
+
+  /** The links open now. */
+  links () {
+    return call(() => this._native.links())
+  }
+
+  /** Figures of the running node: `{ store: { cacheHits, lookups, failures, invalidations, listens, listening } }`. */
+  stats () {
+    return call(() => this._native.stats())
+  }
+
+  /** Stop listening and close every link; afterwards the process can exit. */
+  close () {
+    this._listening = false
+    this._holdProcess()
+    if (!this._closed) {
+      this._closed = this._native.close().catch((err) => { throw fromNative(err) }).then(() => {
+        this._messageListeners = []
+        this._eventListeners = []
+      })
+    }
+    return this._closed
+  }
+
+  // A batch of messages from one link, in order.
+  _deliver (d) {
+    if (this._messageListeners.length === 0) {
+      if (this._held.length < EARLY_BUFFER) this._held.push(d)
+      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: ERR_NO_LISTENER, message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
+      return
+    }
+    const base = d.from
+    if (base.agent === undefined) base.agent = null // anonymous referee query
+    for (const m of d.messages) {
+      const message = JSON.parse(m.data) // the core checked it is one JSON object
+      // Each message gets its own `from`, so a listener may keep or change it.
+      const from = m.early ? { ...base, early: true } : { ...base }
+      for (const fn of this._messageListeners) {
+        try { fn(from, message) } catch (err) { this._listenerFailed(err) }
+      }
+    }
+  }
+
+  _emit (event) {
+    for (const fn of this._eventListeners) {
+      try { fn(event) } catch (err) { console.error('mychips-noise: an onEvent listener threw:', err) }
+    }
+  }
+
+  // A throwing listener must not take the node down with it: report it as an event.
+  _listenerFailed (err) {
+    this._emit({ type: 'error', link: 0, reason: ERR_LISTENER, message: `an onMessage listener threw: ${err && err.stack ? err.stack : err}`, clean: false, written: 0, initiator: false })
+  }
+
+  // Answer the core's questions with the application's callbacks. Whatever they
+  // do (throw, reject, return junk), the core gets an answer: a failure refuses.
+  _lookup (r) {
+    const answer = (key, ok, error) => {
+      try { this._native.answer(r.id, key, ok, error) } catch (_) { /* peer closed */ }
+    }
+    Promise.resolve().then(async () => {
+      if (r.kind === 'peerKey') {
+        if (!this._peerKey) return answer(null, null, null)
+        const key = await this._peerKey(r.agent)
+        answer(key == null ? null : toKey(key, 'the key from peerKey'), null, null)
+      } else {
+        if (!this._checkTicket) return answer(null, false, null)
+        const ok = await this._checkTicket(JSON.parse(r.ticket), JSON.parse(r.from))
+        answer(null, ok === true, null)
+      }
+    }).catch((err) => answer(null, null, `${r.kind} failed: ${err && err.message ? err.message : err}`))
+  }
+}
+
+/** A fresh identity: `{ agent, publicKey, privateKey }` (X25519 pair derived from Ed25519). */
+function generateKeypair () {
+  return call(() => native.generateKeypair())
+}
+
+/** The identity for a 32-byte Ed25519 seed. */
+function keypairFromSeed (seed) {
+  return call(() => native.keypairFromSeed(seed))
+}
+
+/**
+ * The identity of a MyCHIPs agent key pair: Ed25519 JWKs `{ publicKey: {kty, crv, x},
+ * privateKey: {kty, crv, x, d} }` (X25519 JWKs too). `{ agent, publicKey, privateKey }`.
+ */
+function keypairFromJwk (pair) {
+  if (!pair || typeof pair !== 'object') throw invalid('keypairFromJwk takes { publicKey, privateKey } JWKs')
+  const id = identityFrom(null, pair)
+  if (!id.privateKey) throw invalid('keypairFromJwk needs the private JWK (with d)')
+  return { agent: id.agent, publicKey: id.publicKey, privateKey: id.privateKey }
+}
+
+/** The X25519 public key an agent id names, or null. */
+function agentKey (agent) {
+  return call(() => native.agentKey(String(agent)))
+}
+
+module.exports = { NoisePeer, generateKeypair, keypairFromSeed, keypairFromJwk, agentKey, DEFAULTS }
