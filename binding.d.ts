@@ -2,7 +2,7 @@
 /* eslint-disable */
 
 export declare class NativePeer {
-  constructor(options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void)
+  constructor(options: NativeOptions, onInput: (i: Input) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void)
   /** Bind and start listening, now; returns the bound address. */
   listen(): ListenAddress
   /**
@@ -116,6 +116,11 @@ export interface EventInfo {
   clean: boolean
   /** For `close`: messages written on the link over its life. */
   written: number
+  /**
+   * Failures like this one that were not reported one by one (the node
+   * reports at most `eventRate` a second); this event stands for them too.
+   */
+  suppressed: number
 }
 
 /** Who a message came from. */
@@ -135,6 +140,12 @@ export interface FromInfo {
  * X25519 pair derived from it (the node's Noise static keys).
  */
 export declare function generateKeypair(): Keypair
+
+/** What the node reports, in order: a batch of messages or an event. */
+export interface Input {
+  delivery?: Delivery
+  event?: EventInfo
+}
 
 /** A node identity. */
 export interface Keypair {
@@ -224,6 +235,23 @@ export interface NativeOptions {
   maxMessage?: number
   maxPending?: number
   maxPendingPerIp?: number
+  /** Links in total, inbound per address, open per agent, anonymous referee links. */
+  maxLinks?: number
+  maxLinksPerIp?: number
+  maxLinksPerAgent?: number
+  maxRefereeLinks?: number
+  /** New inbound connections per second per address. */
+  connectRate?: number
+  /** Bytes queued for one agent before sends fail with ERR_BACKPRESSURE. */
+  maxQueuedBytes?: number
+  /** ms a link may hold data the socket does not take before it fails. */
+  writeTimeout?: number
+  /** ms without sending after which a native link sends a keepalive; 0: none. */
+  keepalive?: number
+  /** Message batches the application may be behind before links stop reading. */
+  maxBacklog?: number
+  /** Failure events reported per second; the rest are counted together. */
+  eventRate?: number
   referee?: boolean
   legacy?: boolean
   /** The application supplied a `peerKey` callback. */
@@ -263,6 +291,18 @@ export interface PeerDefaults {
   maxMessage: number
   maxPending: number
   maxPendingPerIp: number
+  maxLinks: number
+  maxLinksPerIp: number
+  maxLinksPerAgent: number
+  maxRefereeLinks: number
+  connectRate: number
+  maxQueuedBytes: number
+  /** ms. */
+  writeTimeout: number
+  /** ms; 0: none. */
+  keepalive: number
+  maxBacklog: number
+  eventRate: number
   referee: boolean
   legacy: boolean
 }

@@ -35,6 +35,9 @@ for (const { kind, title } of KINDS) {
       const a = await node({ reply: (n, from, m) => { if (m.ping) n.answer(from, { pong: m.ping }) } })
       const b = await node({ reply: (n, from, m) => { if (m.ping) n.answer(from, { pong: m.ping }) } })
       for (let i = 1; i <= 3; i++) await a.send(b, { ping: i })
+      // b sends once it has heard from a (as an application does): by then
+      // the link a opened is confirmed and b routes to it (docs/PROTOCOL.md §5a).
+      await waitFor(() => b.got.length === 3, 'the pings')
       await b.send(a, { ping: 9 })
       await waitFor(() => a.got.length === 4 && b.got.length === 4, 'pings and pongs')
       assert.strictEqual(a.links(), 1)

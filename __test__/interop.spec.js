@@ -268,6 +268,9 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
         if (opener.startsWith('JS')) {
           await j.send(n.addr, { target: 'open', n: -1 }, opts)
           await waitFor(() => n.got.length >= 1, 'the opening message')
+          // That message rode in the JavaScript node's replayable message 1: the
+          // link takes routed sends once a transport message confirms it (§5a).
+          await j.send(n.addr, { target: 'confirm', n: -2 })
         } else {
           await n.send(j.address(), { target: 'open', n: -1 }, opts)
           await waitFor(() => j.delivered.some((d) => d.message.target === 'open'), 'the opening message')
@@ -309,6 +312,9 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const jClosed = j.waitFor('close', () => true, 4000)
       const t0 = Date.now()
       await j.send(n.addr, { target: 't', n: 1 }, { ticket: 'ok' })
+      // The first T confirms the link (the message in I could be a replay,
+      // §5a); from then on it is an open link with an idle timer.
+      await j.send(n.addr, { target: 't', n: 11 })
       await jClosed
       assert.ok(Date.now() - t0 >= 250, `closed too early (${Date.now() - t0} ms)`)
       await waitFor(() => n.events.some((e) => e.type === 'close'), 'native close event')
@@ -319,12 +325,12 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       // Reopen (by key: the ticket was spent) and keep talking.
       await j.send(n.addr, { target: 't', n: 2 })
       await j.send(n.addr, { target: 't', n: 3 })
-      await waitFor(() => n.got.length >= 3, '3 messages')
-      assert.deepStrictEqual(n.got.map((d) => [d.message.n, !!d.from.early, d.from.pattern]), [[1, true, 'IK'], [2, true, 'KK'], [3, false, 'KK']])
+      await waitFor(() => n.got.length >= 4, '4 messages')
+      assert.deepStrictEqual(n.got.map((d) => [d.message.n, !!d.from.early, d.from.pattern]), [[1, true, 'IK'], [11, false, 'IK'], [2, true, 'KK'], [3, false, 'KK']])
       await n.send(j.address(), { target: 't', n: 4 })
       await j.waitDelivered(1)
       assert.deepStrictEqual(j.delivered.map((d) => [d.via, d.message.n]), [['T', 4]])
-      assert.strictEqual(lettersOf(j, 'out'), 'INKT')
+      assert.strictEqual(lettersOf(j, 'out'), 'ITNKT')
       assert.strictEqual(n.events.filter((e) => e.type === 'open').length, 2)
     })
 
@@ -404,7 +410,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const inK = k.frames.filter((f) => f.dir === 'in')
       assert.strictEqual(inK.map((f) => f.letter).join(''), 'NKT')
       assert.strictEqual(inK[0].length, 1 + jsonLen(n.agent))
-      assert.strictEqual(inK[1].length, 1 + String(Date.now()).length)
+      assert.strictEqual(inK[1].length, 1 + String(Date.now() * 1000).length)
       assert.strictEqual(inK[2].length, 1 + jsonLen({ target: 't', n: 2 }))
       // Replies on the same links.
       await j.send(n.addr, { target: 't', n: 3 })
@@ -501,8 +507,8 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       assert.strictEqual(b.length, 4 + L, 'exactly one frame, nothing else, before A')
       assert.strictEqual(String.fromCharCode(b[4]), 'I')
       // The native I payload: {from, native, ticket, ts} (key order does not
-      // change the length; ts is a 13-digit millisecond timestamp).
-      const payload = { from: { agent: n.agent, host: HOST, port: n.addr.port }, native: 1, ticket: 'tik', ts: Date.now() }
+      // change the length; ts is a 16-digit microsecond timestamp).
+      const payload = { from: { agent: n.agent, host: HOST, port: n.addr.port }, native: 1, ticket: 'tik', ts: Date.now() * 1000 }
       assert.strictEqual(L, 1 + E + S + jsonLen(payload) + MAC)
       cap.close()
       const err = await rejection(sending)
@@ -556,7 +562,7 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       outF = j.frames.filter((f) => f.dir === 'out')
       assert.deepStrictEqual(inF.map((f) => f.letter), ['N', 'K', 'T'])
       assert.strictEqual(inF[0].length, 1 + E + jsonLen(n.agent) + MAC, 'N = e + JSON string of the agent id + MAC')
-      assert.strictEqual(inF[1].length, 1 + E + String(Date.now()).length + MAC, 'K = e + bare timestamp + MAC')
+      assert.strictEqual(inF[1].length, 1 + E + String(Date.now() * 1000).length + MAC, 'K = e + bare timestamp (microseconds) + MAC')
       assert.deepStrictEqual(outF.map((f) => [f.letter, f.length]), [['A', 1 + E + MAC]])
       n.end(j.agent)
       await j.waitFor('close', () => true, 4000)
@@ -682,13 +688,13 @@ describe('interop: NoisePeer <-> JavaScript node (JsPeer)', function () {
       const up = relay.frames(0, 'up')
       const down = relay.frames(0, 'down')
       const upLetters = up.map((f) => f.letter).join('')
-      assert.ok(/^NKT(F+)T$/.test(upLetters), upLetters)
-      const pieces = upLetters.length - 3
+      assert.ok(/^NKCT(F+)T$/.test(upLetters), upLetters)
+      const pieces = upLetters.length - 4
       assert.strictEqual(pieces, Math.ceil(jsonLen(big) / (65535 - MAC)))
       const downLetters = down.map((f) => f.letter).join('')
       assert.ok(/^AF+T$/.test(downLetters), downLetters)
       for (const f of [...up, ...down]) assert.ok(f.length <= 65536, `frame of ${f.length} bytes`)
-      const total = up.slice(3).reduce((s, f) => s + f.length - 1 - MAC, 0)
+      const total = up.slice(4).reduce((s, f) => s + f.length - 1 - MAC, 0)
       assert.strictEqual(total, jsonLen(big))
     })
   })

@@ -20,6 +20,16 @@ describe('options', () => {
       maxMessage: 1048576,
       maxPending: 256,
       maxPendingPerIp: 32,
+      maxLinks: 10000,
+      maxLinksPerIp: 256,
+      maxLinksPerAgent: 8,
+      maxRefereeLinks: 256,
+      connectRate: 100,
+      maxQueuedBytes: 8388608,
+      writeTimeout: 10000,
+      keepalive: 0,
+      maxBacklog: 1024,
+      eventRate: 100,
       referee: false,
       legacy: false
     })

@@ -50,6 +50,10 @@ for (const encrypt of [true, false]) {
       const a = await world.peer({ encrypt })
       const b = await world.peer({ encrypt })
       await a.send(b.addr, { n: 1 })
+      // b answers once it has heard from a, by agent alone: it must reuse the
+      // link. (A responder routes to a link once the initiator confirmed it,
+      // docs/PROTOCOL.md §5a; a message from it means it has.)
+      await waitFor(() => b.received.length === 1, 'the first message')
       await b.send({ agent: a.id.agent }, { n: 2 }) // no host/port: must reuse the link
       await waitFor(() => a.received.length === 1 && b.received.length === 1, 'both messages')
       assert.deepStrictEqual(b.received[0].message, { n: 1 })

@@ -107,12 +107,22 @@ class NoisePeer {
       maxMessage: o.maxMessage,
       maxPending: o.maxPending,
       maxPendingPerIp: o.maxPendingPerIp,
+      maxLinks: o.maxLinks,
+      maxLinksPerIp: o.maxLinksPerIp,
+      maxLinksPerAgent: o.maxLinksPerAgent,
+      maxRefereeLinks: o.maxRefereeLinks,
+      connectRate: o.connectRate,
+      maxQueuedBytes: o.maxQueuedBytes,
+      writeTimeout: o.writeTimeout,
+      keepalive: o.keepalive,
+      maxBacklog: o.maxBacklog,
+      eventRate: o.eventRate,
       referee: o.referee == null ? undefined : !!o.referee,
       legacy: o.legacy == null ? undefined : !!o.legacy,
       hasPeerKey: !!o.peerKey,
       hasCheckTicket: !!o.checkTicket,
       database: toDatabase(o.database)
-    }, (d) => this._deliver(d), (e) => this._emit(e), (r) => this._lookup(r), (results) => this._sent(results)))
+    }, (i) => { if (i.delivery) this._deliver(i.delivery); else this._emit(i.event) }, (r) => this._lookup(r), (results) => this._sent(results)))
     this.agent = o.agent
     this.encrypted = this._native.encrypted
   }

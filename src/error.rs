@@ -68,6 +68,10 @@ pub enum Error {
     /// The other side refused us and said why, in an authenticated reply.
     #[error("the peer refused the connection: {0}")]
     PeerRefused(String),
+    /// A key whose Diffie-Hellman results are all zero (small order), or an
+    /// agent id that names one (docs/PROTOCOL.md §5b).
+    #[error("weak key: {0}")]
+    WeakKey(String),
 
     // --- the environment ---------------------------------------------------
     /// The handshake did not complete in time (docs/PROTOCOL.md §6).
@@ -95,6 +99,17 @@ pub enum Error {
     /// Too many inbound connections are still in their handshake (docs/PROTOCOL.md §6).
     #[error("too many pending inbound connections")]
     TooManyPending,
+    /// The caps on open links (in total, per agent, per address) are reached
+    /// (docs/PROTOCOL.md §6).
+    #[error("too many open links: {0}")]
+    TooManyLinks(String),
+    /// Too many bytes are already queued for this agent: the peer (or the
+    /// link to it) is not keeping up. Nothing of the message was written.
+    #[error("too much is queued for {agent} already ({queued} bytes); try again once it drains")]
+    Backpressure { agent: String, queued: usize },
+    /// The socket took nothing for too long: the peer stopped reading.
+    #[error("the peer read nothing for {ms} ms")]
+    WriteTimeout { ms: u64 },
 
     // --- local misuse --------------------------------------------------------
     /// A bad argument from the caller.
@@ -132,6 +147,7 @@ pub const CODES: &[&str] = &[
     "ERR_LEGACY_REFUSED",
     "ERR_HANDSHAKE_REJECTED",
     "ERR_PEER_REFUSED",
+    "ERR_WEAK_KEY",
     "ERR_HANDSHAKE_TIMEOUT",
     "ERR_CONNECT_FAILED",
     "ERR_CONNECTION_RESET",
@@ -140,6 +156,9 @@ pub const CODES: &[&str] = &[
     "ERR_LOOKUP_FAILED",
     "ERR_STORE_UNAVAILABLE",
     "ERR_TOO_MANY_PENDING",
+    "ERR_TOO_MANY_LINKS",
+    "ERR_BACKPRESSURE",
+    "ERR_WRITE_TIMEOUT",
     "ERR_INVALID_ARGUMENT",
     "ERR_CLOSED",
     "ERR_LISTENER",
@@ -167,6 +186,7 @@ impl Error {
             Self::LegacyRefused => "ERR_LEGACY_REFUSED",
             Self::HandshakeRejected => "ERR_HANDSHAKE_REJECTED",
             Self::PeerRefused(_) => "ERR_PEER_REFUSED",
+            Self::WeakKey(_) => "ERR_WEAK_KEY",
             Self::HandshakeTimeout { .. } => "ERR_HANDSHAKE_TIMEOUT",
             Self::ConnectFailed { .. } => "ERR_CONNECT_FAILED",
             Self::ConnectionReset => "ERR_CONNECTION_RESET",
@@ -175,6 +195,9 @@ impl Error {
             Self::LookupFailed(_) => "ERR_LOOKUP_FAILED",
             Self::StoreUnavailable(_) => "ERR_STORE_UNAVAILABLE",
             Self::TooManyPending => "ERR_TOO_MANY_PENDING",
+            Self::TooManyLinks(_) => "ERR_TOO_MANY_LINKS",
+            Self::Backpressure { .. } => "ERR_BACKPRESSURE",
+            Self::WriteTimeout { .. } => "ERR_WRITE_TIMEOUT",
             Self::InvalidArgument(_) => "ERR_INVALID_ARGUMENT",
             Self::Closed => "ERR_CLOSED",
             Self::ListenerFailed(_) => "ERR_LISTENER",
@@ -197,6 +220,8 @@ impl Error {
                 | Self::PeerRefused(_)
                 | Self::Replay
                 | Self::StoreUnavailable(_)
+                | Self::WeakKey(_)
+                | Self::TooManyLinks(_)
         )
     }
 
@@ -264,6 +289,7 @@ mod tests {
             Error::LegacyRefused,
             Error::HandshakeRejected,
             Error::PeerRefused(String::new()),
+            Error::WeakKey(String::new()),
             Error::HandshakeTimeout { ms: 1 },
             Error::ConnectFailed { addr: String::new(), reason: String::new() },
             Error::ConnectionReset,
@@ -272,6 +298,9 @@ mod tests {
             Error::LookupFailed(String::new()),
             Error::StoreUnavailable(String::new()),
             Error::TooManyPending,
+            Error::TooManyLinks(String::new()),
+            Error::Backpressure { agent: String::new(), queued: 0 },
+            Error::WriteTimeout { ms: 0 },
             Error::InvalidArgument(String::new()),
             Error::Closed,
             Error::ListenerFailed(String::new()),
@@ -296,6 +325,7 @@ mod tests {
                 | Error::LegacyRefused
                 | Error::HandshakeRejected
                 | Error::PeerRefused(_)
+                | Error::WeakKey(_)
                 | Error::HandshakeTimeout { .. }
                 | Error::ConnectFailed { .. }
                 | Error::ConnectionReset
@@ -304,6 +334,9 @@ mod tests {
                 | Error::LookupFailed(_)
                 | Error::StoreUnavailable(_)
                 | Error::TooManyPending
+                | Error::TooManyLinks(_)
+                | Error::Backpressure { .. }
+                | Error::WriteTimeout { .. }
                 | Error::InvalidArgument(_)
                 | Error::Closed
                 | Error::ListenerFailed(_)

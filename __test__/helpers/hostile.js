@@ -154,9 +154,23 @@ async function deadPort () {
 
 // --- a hand-made KK initiator (noise-protocol), to misbehave after a valid handshake ---
 
-// Opens N + K with a native timestamp, reads A, and hands back a socket with
-// transport keys, so a test can send well-formed or broken T frames.
-async function kkClient (port, me, responderKey, { ms = 3000 } = {}) {
+// A native handshake timestamp: microseconds since the epoch, strictly
+// increasing within this process (docs/PROTOCOL.md §5).
+let lastTs = 0
+function nativeTimestamp () {
+  lastTs = Math.max(Date.now() * 1000, lastTs + 1)
+  return lastTs
+}
+
+// The associated data of a native transport message (a version label, then
+// the letter): what a native node authenticates on every T, F and C.
+const AD_LABEL = Buffer.from('MyCHIPs-noise/1 ')
+const nativeAd = (letter) => Buffer.concat([AD_LABEL, Buffer.from(letter, 'latin1')])
+
+// Opens N + K with a native timestamp, reads A, confirms with C (docs/PROTOCOL.md
+// §5a) unless { confirm: false }, and hands back a socket with transport keys, so
+// a test can send well-formed or broken T frames.
+async function kkClient (port, me, responderKey, { ms = 3000, confirm = true } = {}) {
   const c = await rawClient(port, { ms: ms + 5000 })
   const toJson = (v) => Buffer.from(JSON.stringify(v))
   const n = noise.initialize('N', true, Buffer.alloc(0), null, null, responderKey)
@@ -166,7 +180,7 @@ async function kkClient (port, me, responderKey, { ms = 3000 } = {}) {
   noise.destroy(n)
   const hs = noise.initialize('KK', true, Buffer.alloc(0), { publicKey: me.publicKey, secretKey: me.privateKey }, null, responderKey)
   const kOut = Buffer.alloc(256)
-  noise.writeMessage(hs, toJson(Date.now()), kOut)
+  noise.writeMessage(hs, toJson(nativeTimestamp()), kOut)
   const kMsg = Buffer.from(kOut.subarray(0, noise.writeMessage.bytes))
   c.hello = Buffer.concat([frame('N', nMsg), frame('K', kMsg)])
   c.sock.write(c.hello)
@@ -189,12 +203,13 @@ async function kkClient (port, me, responderKey, { ms = 3000 } = {}) {
   noise.destroy(hs)
   const reply = JSON.parse(out.subarray(0, noise.readMessage.bytes).toString() || 'null')
   c.reply = reply
-  c.seal = (plaintext) => {
+  c.seal = (plaintext, letter = 'T') => {
     const pt = Buffer.from(plaintext)
     const ct = Buffer.alloc(pt.length + 16)
-    cipherState.encryptWithAd(split.tx, ct, Buffer.alloc(0), pt)
+    cipherState.encryptWithAd(split.tx, ct, nativeAd(letter), pt)
     return ct.subarray(0, cipherState.encryptWithAd.bytesWritten)
   }
+  if (confirm) c.sock.write(frame('C', c.seal(JSON.stringify({ max: 1048576, frame: 65536 }), 'C')))
   return c
 }
 
@@ -229,4 +244,4 @@ function runChild (source, { ms = 10000 } = {}) {
   })
 }
 
-module.exports = { HOST, ROOT, sleep, frame, prefix, parseFrames, rawClient, hit, EventLog, fakeServer, deadPort, kkClient, runChild }
+module.exports = { HOST, ROOT, sleep, frame, prefix, parseFrames, rawClient, hit, EventLog, fakeServer, deadPort, kkClient, runChild, nativeTimestamp, nativeAd }

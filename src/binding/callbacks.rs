@@ -16,8 +16,8 @@ use napi::Status;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::options::{Delivery, EventInfo, FromInfo, LookupRequest, MessageInfo, SendResult};
-use crate::driver::{LinkInfo, PeerEvent, Sink};
+use super::options::{Delivery, EventInfo, FromInfo, Input, LookupRequest, MessageInfo, SendResult};
+use crate::driver::{DeliveryPermit, LinkInfo, PeerEvent, Sink};
 use crate::error::{Error, Result};
 use crate::proto::{keys, Address, Answer, Key};
 use crate::store::{Partner, Store, StoreStats};
@@ -25,28 +25,37 @@ use crate::store::{Partner, Store, StoreStats};
 /// A weak JavaScript callback taking one value.
 pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
+/// Messages and events share one callback, so JavaScript sees them in the
+/// order they happened (a link's `open` before its first message).
 pub struct JsSink {
-    pub on_message: JsCallback<Delivery>,
-    pub on_event: JsCallback<EventInfo>,
+    pub on_input: JsCallback<Input>,
 }
 
 impl Sink for JsSink {
-    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>) {
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>, permit: Option<DeliveryPermit>) {
+        // The core checked that each is one JSON object in valid UTF-8, so
+        // nothing is dropped here; a message that somehow is not is left out
+        // rather than altered.
         let messages = batch
             .into_iter()
-            .map(|(data, early)| MessageInfo {
-                // The core checked it is one JSON object, which is valid UTF-8.
-                data: String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                early,
-            })
+            .filter_map(|(data, early)| String::from_utf8(data).ok().map(|data| MessageInfo { data, early }))
             .collect();
-        let _ = self
-            .on_message
-            .call(Delivery { from: FromInfo::from(from), messages }, ThreadsafeFunctionCallMode::NonBlocking);
+        // The permit is given back once JavaScript has run its listeners on
+        // the batch: until then it counts against the node's backlog, and
+        // links stop reading when the backlog is full.
+        let _ = self.on_input.call_with_return_value(
+            Input { delivery: Some(Delivery { from: FromInfo::from(from), messages }), event: None },
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |_, _| {
+                drop(permit);
+                Ok(())
+            },
+        );
     }
 
     fn event(&self, event: PeerEvent) {
-        let _ = self.on_event.call(EventInfo::from(event), ThreadsafeFunctionCallMode::NonBlocking);
+        let input = Input { delivery: None, event: Some(EventInfo::from(event)) };
+        let _ = self.on_input.call(input, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

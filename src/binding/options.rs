@@ -49,6 +49,23 @@ pub struct NativeOptions {
     pub max_message: Option<f64>,
     pub max_pending: Option<f64>,
     pub max_pending_per_ip: Option<f64>,
+    /// Links in total, inbound per address, open per agent, anonymous referee links.
+    pub max_links: Option<f64>,
+    pub max_links_per_ip: Option<f64>,
+    pub max_links_per_agent: Option<f64>,
+    pub max_referee_links: Option<f64>,
+    /// New inbound connections per second per address.
+    pub connect_rate: Option<f64>,
+    /// Bytes queued for one agent before sends fail with ERR_BACKPRESSURE.
+    pub max_queued_bytes: Option<f64>,
+    /// ms a link may hold data the socket does not take before it fails.
+    pub write_timeout: Option<f64>,
+    /// ms without sending after which a native link sends a keepalive; 0: none.
+    pub keepalive: Option<f64>,
+    /// Message batches the application may be behind before links stop reading.
+    pub max_backlog: Option<f64>,
+    /// Failure events reported per second; the rest are counted together.
+    pub event_rate: Option<f64>,
     pub referee: Option<bool>,
     pub legacy: Option<bool>,
     /// The application supplied a `peerKey` callback.
@@ -146,6 +163,18 @@ pub struct PeerDefaults {
     pub max_message: u32,
     pub max_pending: u32,
     pub max_pending_per_ip: u32,
+    pub max_links: u32,
+    pub max_links_per_ip: u32,
+    pub max_links_per_agent: u32,
+    pub max_referee_links: u32,
+    pub connect_rate: u32,
+    pub max_queued_bytes: u32,
+    /// ms.
+    pub write_timeout: f64,
+    /// ms; 0: none.
+    pub keepalive: f64,
+    pub max_backlog: u32,
+    pub event_rate: u32,
     pub referee: bool,
     pub legacy: bool,
 }
@@ -205,6 +234,13 @@ pub struct MessageInfo {
     pub early: bool,
 }
 
+/// What the node reports, in order: a batch of messages or an event.
+#[napi(object)]
+pub struct Input {
+    pub delivery: Option<Delivery>,
+    pub event: Option<EventInfo>,
+}
+
 /// Messages from one link, in the order they arrived.
 #[napi(object)]
 pub struct Delivery {
@@ -237,6 +273,9 @@ pub struct EventInfo {
     pub clean: bool,
     /// For `close`: messages written on the link over its life.
     pub written: f64,
+    /// Failures like this one that were not reported one by one (the node
+    /// reports at most `eventRate` a second); this event stands for them too.
+    pub suppressed: f64,
 }
 
 impl From<PeerEvent> for EventInfo {
@@ -253,6 +292,7 @@ impl From<PeerEvent> for EventInfo {
             message: e.message,
             clean: e.clean,
             written: e.written as f64,
+            suppressed: e.suppressed as f64,
         }
     }
 }

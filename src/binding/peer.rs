@@ -10,8 +10,8 @@ use napi_derive::napi;
 use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, SharedStore};
 use super::error::{to_js, Result};
 use super::options::{
-    DatabaseOptions, Delivery, EventInfo, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions,
-    NativeTarget, PeerDefaults, PeerStats, SendResult,
+    DatabaseOptions, Input, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions, NativeTarget,
+    PeerDefaults, PeerStats, SendResult,
 };
 use crate::driver::Done;
 use crate::driver::{Peer, PeerConfig, SendOptions, Target};
@@ -123,6 +123,17 @@ fn config(o: NativeOptions) -> Checked<PeerConfig> {
     }
     cfg.max_pending = count(o.max_pending, cfg.max_pending, "maxPending", 1..=1_000_000)?;
     cfg.max_pending_per_ip = count(o.max_pending_per_ip, cfg.max_pending_per_ip, "maxPendingPerIp", 1..=1_000_000)?;
+    cfg.max_links = count(o.max_links, cfg.max_links, "maxLinks", 1..=10_000_000)?;
+    cfg.max_links_per_ip = count(o.max_links_per_ip, cfg.max_links_per_ip, "maxLinksPerIp", 1..=10_000_000)?;
+    cfg.max_links_per_agent = count(o.max_links_per_agent, cfg.max_links_per_agent, "maxLinksPerAgent", 1..=1_000)?;
+    cfg.max_referee_links = count(o.max_referee_links, cfg.max_referee_links, "maxRefereeLinks", 1..=10_000_000)?;
+    let rate = count(o.connect_rate, cfg.connect_rate as usize, "connectRate", 1..=1_000_000)?;
+    cfg.connect_rate = u32::try_from(rate).unwrap_or(u32::MAX);
+    cfg.max_queued_bytes = count(o.max_queued_bytes, cfg.max_queued_bytes, "maxQueuedBytes", 1024..=u32::MAX as usize)?;
+    cfg.write_timeout = duration(o.write_timeout, cfg.write_timeout, "writeTimeout")?;
+    cfg.max_backlog = count(o.max_backlog, cfg.max_backlog, "maxBacklog", 1..=1_000_000)?;
+    let events = count(o.event_rate, cfg.event_rate as usize, "eventRate", 1..=1_000_000)?;
+    cfg.event_rate = u32::try_from(events).unwrap_or(u32::MAX);
     cfg.proto = proto::Config {
         admit_any_agent: identity.is_none() && !o.has_peer_key.unwrap_or(false) && o.database.is_none(),
         identity,
@@ -140,6 +151,7 @@ fn config(o: NativeOptions) -> Checked<PeerConfig> {
         )?,
         handshake_timeout: duration(o.handshake_timeout, d.handshake_timeout, "handshakeTimeout")?,
         idle_timeout: timer(o.timeout, d.idle_timeout, "timeout")?,
+        keepalive: timer(o.keepalive, d.keepalive, "keepalive")?,
         drain_timeout: duration(o.drain_timeout, d.drain_timeout, "drainTimeout")?,
         referee: o.referee.unwrap_or(d.referee),
         accept_legacy: o.legacy.unwrap_or(d.accept_legacy),
@@ -164,6 +176,16 @@ pub fn defaults() -> PeerDefaults {
         max_message: n(d.max_message),
         max_pending: n(cfg.max_pending),
         max_pending_per_ip: n(cfg.max_pending_per_ip),
+        max_links: n(cfg.max_links),
+        max_links_per_ip: n(cfg.max_links_per_ip),
+        max_links_per_agent: n(cfg.max_links_per_agent),
+        max_referee_links: n(cfg.max_referee_links),
+        connect_rate: cfg.connect_rate,
+        max_queued_bytes: n(cfg.max_queued_bytes),
+        write_timeout: ms(cfg.write_timeout),
+        keepalive: d.keepalive.map_or(0.0, ms),
+        max_backlog: n(cfg.max_backlog),
+        event_rate: cfg.event_rate,
         referee: d.referee,
         legacy: d.accept_legacy,
     }
@@ -206,12 +228,11 @@ impl NativePeer {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "options: NativeOptions, onMessage: (d: Delivery) => void, onEvent: (e: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void"
+        ts_args_type = "options: NativeOptions, onInput: (i: Input) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void"
     )]
     pub fn new(
         mut options: NativeOptions,
-        on_message: JsCallback<Delivery>,
-        on_event: JsCallback<EventInfo>,
+        on_input: JsCallback<Input>,
         on_request: JsCallback<LookupRequest>,
         on_sent: JsCallback<Vec<SendResult>>,
     ) -> Result<Self> {
@@ -233,7 +254,7 @@ impl NativePeer {
                 Arc::new(Split { keys, tickets })
             }
         };
-        let sink = Arc::new(JsSink { on_message, on_event });
+        let sink = Arc::new(JsSink { on_input });
         let (results, rx) = tokio::sync::mpsc::unbounded_channel();
         within_runtime_if_available(|| tokio::spawn(report_results(rx, on_sent)));
         let peer = Peer::new(cfg, store, sink).map_err(to_js)?;

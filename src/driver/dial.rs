@@ -25,10 +25,13 @@ pub(crate) fn spawn(shared: &Arc<Shared>, order: DialOrder) {
 }
 
 /// A process-wide source of strictly increasing handshake timestamps
-/// (milliseconds since the epoch, bumped when two handshakes share one).
+/// (microseconds since the epoch, bumped when two handshakes share one).
 pub fn next_timestamp() -> u64 {
     static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    // Microseconds: a burst of handshakes moves ahead of the clock only past
+    // a million a second, so a restarted process starts above the last one.
+    let now =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     let mut last = LAST.load(Ordering::Relaxed);
     loop {
         let next = now.max(last + 1);
@@ -42,13 +45,16 @@ pub fn next_timestamp() -> u64 {
 async fn dial(shared: Arc<Shared>, order: DialOrder) {
     let DialOrder { link, target, opts } = order;
     let _guard = PanicGuard::new(&shared, link.id);
-    let started = tokio::select! {
-        r = start(&shared, &target, &opts) => r,
-        _ = link.cancel.cancelled() => Err(Error::Closed),
+    let started = match shared.admission.outbound() {
+        Err(e) => Err(e),
+        Ok(slot) => tokio::select! {
+            r = start(&shared, &target, &opts) => r.map(|s| (s, slot)),
+            _ = link.cancel.cancelled() => Err(Error::Closed),
+        },
     };
     match started {
-        Ok((stream, conn, remote)) => {
-            link::run(shared, link, stream, conn, Origin::Dialled { remote }).await;
+        Ok(((stream, conn, remote), slot)) => {
+            link::run(shared, link, stream, conn, Origin::Dialled { remote, slot }).await;
         }
         Err(err) => {
             let mut rx = link.rx;
@@ -56,7 +62,7 @@ async fn dial(shared: Arc<Shared>, order: DialOrder) {
             shared.start_dials(dials);
             shared.registry.remove(link.id);
             let remote = format!("{}:{}", target.host.as_deref().unwrap_or(""), target.port.unwrap_or(0)).parse().ok();
-            shared.sink.event(PeerEvent::failure(link.id, target.agent.clone(), remote, true, &err));
+            shared.report(PeerEvent::failure(link.id, target.agent.clone(), remote, true, &err));
         }
     }
 }
@@ -69,12 +75,12 @@ async fn start(
 ) -> Result<(TcpStream, Connection, Option<SocketAddr>)> {
     let agent = target.agent.clone().unwrap_or_default();
     let proto = &shared.proto;
-    let remote_key = match policy::dial_key(proto, target.key) {
+    let remote_key = match policy::dial_key(proto, target.key)? {
         DialKey::Raw => None,
         DialKey::Given(k) => Some(k),
         DialKey::Ask => {
             let need = Need::PeerKey { agent: agent.clone() };
-            let stored = match lookup::answer(&*shared.store, need, proto.handshake_timeout).await {
+            let stored = match lookup::answer(shared.store.clone(), need, proto.handshake_timeout).await {
                 Answer::Key(k) => k,
                 Answer::Failed(Error::LookupFailed(why)) => {
                     return Err(Error::LookupFailed(format!("key of {agent}: {why}")))

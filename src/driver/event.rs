@@ -3,6 +3,10 @@
 
 use std::net::SocketAddr;
 
+/// One of a bounded number of message batches the application may be
+/// behind; dropping it lets a link read again.
+pub type DeliveryPermit = tokio::sync::OwnedSemaphorePermit;
+
 use crate::error::Error;
 use crate::proto::Pattern;
 
@@ -10,7 +14,9 @@ use crate::proto::Pattern;
 pub trait Sink: Send + Sync + 'static {
     /// Messages from one link, in order: JSON object texts, each with its
     /// `early` flag. Batched, so a burst costs one call into JavaScript.
-    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>);
+    /// Hold `permit` until the application has taken the batch: while the
+    /// permits are out, links read nothing more.
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>, permit: Option<DeliveryPermit>);
     fn event(&self, event: PeerEvent);
 }
 
@@ -72,6 +78,9 @@ pub struct PeerEvent {
     pub clean: bool,
     /// For `Close`: messages written on the link over its life.
     pub written: u64,
+    /// Failures of this kind that were not reported one by one (the rate
+    /// gate held them back); this event stands for them too.
+    pub suppressed: u64,
 }
 
 impl PeerEvent {
@@ -88,6 +97,7 @@ impl PeerEvent {
             message: None,
             clean: true,
             written: 0,
+            suppressed: 0,
         }
     }
 
@@ -105,6 +115,7 @@ impl PeerEvent {
             message: Some(err.to_string()),
             clean: false,
             written: 0,
+            suppressed: 0,
         }
     }
 }

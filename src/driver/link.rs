@@ -1,44 +1,59 @@
-//! One task per TCP connection: socket -> core -> socket, plus a writer task.
+//! One task per TCP connection. It owns the socket, the core's `Connection`
+//! and everything the link owes: it reads frames into the core, writes what
+//! the core and the application hand it, asks the store what the core needs
+//! to know, and settles every message by what was really written.
 //!
-//! Reading never waits on writing: frames to write go through a bounded queue
-//! to a writer task, and the link task keeps reading while the queue is full
-//! (otherwise two peers that both send a lot could each wait for the other to
-//! read). A `send` resolves when the writer has flushed its frames.
+//! Reading never waits on writing: both are branches of one `select!`, so
+//! two peers that both send a lot never wait on each other. What waits to be
+//! written is bounded (past `HIGH_WATER` the link takes no more messages off
+//! its queue, and the queue itself is bounded per agent by the registry's
+//! budgets), and a socket that takes nothing for `write_timeout` fails the
+//! link: a peer that stops reading costs a bounded amount of memory and time.
+//! Reading pauses while a batch of received messages waits for the
+//! application to catch up (`Shared::deliveries`). Buffers are released
+//! when a link is idle.
 //!
-//! Closing is orderly where it can be: the side that closes shuts down its
-//! write half (FIN) and keeps reading until the other side's end of stream,
-//! so frames that were already in flight are still delivered. Messages that
-//! were queued on the link but not yet encrypted go back to the registry for
-//! another link; nothing written is ever sent twice.
+//! A message is resolved once its last byte was handed to the socket, and
+//! rejected if that never happened; never both, never neither. Closing is
+//! orderly where it can be: the side that closes shuts down its write half
+//! (FIN) after everything queued is written, and keeps reading until the
+//! other side's end of stream. Messages not yet encrypted when a link
+//! closes go back to the registry for another link; nothing written is ever
+//! sent twice.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::net::tcp::OwnedReadHalf;
+use bytes::{Buf, BytesMut};
+use futures::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::event::{EventKind, LinkInfo, PeerEvent};
+use super::admission::{LinkSlot, PendingGuard};
+use super::event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent};
 use super::lookup;
-use super::pending::PendingGuard;
-use super::queue::Cmd;
+use super::queue::{Cmd, Done};
 use super::registry::{NewLink, Retire};
 use super::shared::Shared;
-use super::writer::{write_loop, WriteItem};
 use crate::error::{CloseReason, Error, Result};
-use crate::proto::{frame, Answer, Connection, Event, Need, PeerInfo};
+use crate::proto::{frame, Answer, Connection, Event, PeerInfo};
 
-/// Frame batches waiting for the writer before the link stops taking sends.
-const MAX_QUEUED_WRITES: usize = 64;
-/// Frames already received that are handled in one turn, so that their
-/// messages reach JavaScript in one call.
+/// Most bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// Past this many bytes waiting to be written, the link takes no more
+/// messages off its queue until the socket has taken some.
+const HIGH_WATER: usize = 256 * 1024;
+/// Frames handled per read before their messages go to the application.
 const MAX_READ_BURST: usize = 64;
+/// Buffers larger than this are given back once empty (an idle link keeps none).
+const KEEP_CAPACITY: usize = 4 * 1024;
+/// How long a closing link waits for the application to take its last messages.
+const LAST_DELIVERY_WAIT: Duration = Duration::from_secs(1);
 
 /// Settles a link whose task panicked: tokio contains the panic, and this
 /// guard removes the link from the registry and reports it, so the node
@@ -60,7 +75,7 @@ impl Drop for PanicGuard {
         if std::thread::panicking() {
             self.shared.registry.remove(self.id);
             let err = Error::Internal("a link task panicked".into());
-            self.shared.sink.event(PeerEvent::failure(self.id, None, None, false, &err));
+            self.shared.report(PeerEvent::failure(self.id, None, None, false, &err));
         }
     }
 }
@@ -68,25 +83,26 @@ impl Drop for PanicGuard {
 /// How a connection came to be. The remote address is taken when the socket
 /// is accepted or connected: once a reset arrives, the socket no longer knows it.
 pub(crate) enum Origin {
-    Accepted { remote: SocketAddr, pending: PendingGuard },
-    Dialled { remote: Option<SocketAddr> },
+    Accepted { remote: SocketAddr, pending: PendingGuard, slot: LinkSlot },
+    Dialled { remote: Option<SocketAddr>, slot: LinkSlot },
+}
+
+/// A message whose frames are queued to be written: resolved when the
+/// socket has taken `end` bytes in all.
+struct Inflight {
+    end: u64,
+    done: Done,
 }
 
 /// Drive one connection until it ends, then settle everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, conn: Connection, origin: Origin) {
     let NewLink { id, rx: cmds, cancel } = new;
     let _guard = PanicGuard::new(&shared, id);
-    let (remote, pending) = match origin {
-        Origin::Accepted { remote, pending } => (Some(remote), Some(pending)),
-        Origin::Dialled { remote } => (remote, None),
+    let (remote, pending, slot) = match origin {
+        Origin::Accepted { remote, pending, slot } => (Some(remote), Some(pending), slot),
+        Origin::Dialled { remote, slot } => (remote, None, slot),
     };
-    let (rd, wr) = stream.into_split();
-    let limit = shared.proto.codec_limit();
-    let write_limit = shared.proto.write_limit();
-    let written = Arc::new(AtomicU64::new(0));
-    let (wtx, wrx) = mpsc::channel::<WriteItem>(MAX_QUEUED_WRITES);
-    let writer = tokio::spawn(write_loop(FramedWrite::new(wr, frame::codec(write_limit)), wrx, written.clone()));
-    let (answers, answers_rx) = mpsc::channel::<Answer>(2);
+    let evicted = pending.as_ref().map_or_else(CancellationToken::new, |p| p.evicted.clone());
     let mut task = LinkTask {
         shared,
         id,
@@ -94,20 +110,22 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, co
         cmds,
         remote,
         pending,
-        reader: FramedRead::new(rd, frame::codec(limit)),
-        limit,
-        writer: Some(wtx),
-        writer_task: writer,
-        writer_done: false,
-        written,
-        answers,
-        answers_rx,
-        outq: VecDeque::new(),
+        _slot: slot,
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        written: 0,
+        inflight: VecDeque::new(),
+        stalled_since: None,
+        lookup: None,
         inbox: Vec::new(),
         info: None,
+        opened: false,
         close_reason: None,
+        messages_written: 0,
+        fin_sent: false,
     };
-    let outcome = task.drive(&cancel).await;
+    let outcome = task.drive(&cancel, &evicted).await;
     task.settle(outcome).await;
 }
 
@@ -117,121 +135,205 @@ struct LinkTask {
     id: u64,
     conn: Connection,
     /// Messages (and connect requests) routed to this link.
-    cmds: mpsc::UnboundedReceiver<Cmd>,
+    cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
     remote: Option<SocketAddr>,
-    /// Counts against the pending-inbound caps until the handshake completes.
+    /// Counts against the pending-inbound caps until the link is open.
     pending: Option<PendingGuard>,
-    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    limit: usize,
-    /// Our end of the writer's queue; dropping it makes the writer send FIN.
-    writer: Option<mpsc::Sender<WriteItem>>,
-    writer_task: tokio::task::JoinHandle<Result<()>>,
-    writer_done: bool,
-    written: Arc<AtomicU64>,
-    answers: mpsc::Sender<Answer>,
-    answers_rx: mpsc::Receiver<Answer>,
-    /// Frames waiting for room in the writer's queue.
-    outq: VecDeque<WriteItem>,
+    _slot: LinkSlot,
+    stream: TcpStream,
+    /// Bytes read and not yet framed.
+    rbuf: BytesMut,
+    /// Frames not yet taken by the socket.
+    wbuf: BytesMut,
+    /// Bytes the socket has taken over the link's life.
+    written: u64,
+    /// Messages in `wbuf`, in order.
+    inflight: VecDeque<Inflight>,
+    /// Since when `wbuf` has waited with no progress.
+    stalled_since: Option<Instant>,
+    /// The store lookup the core waits on; dropped (cancelled) with the task.
+    lookup: Option<BoxFuture<'static, Answer>>,
     /// Messages to hand to the application in one call.
     inbox: Vec<(Vec<u8>, bool)>,
     info: Option<LinkInfo>,
+    /// The link opened (for a responder: was confirmed).
+    opened: bool,
     close_reason: Option<CloseReason>,
+    messages_written: u64,
+    fin_sent: bool,
 }
 
 impl LinkTask {
     /// Run until the connection ends: `Ok` for an orderly end.
-    async fn drive(&mut self, cancel: &CancellationToken) -> Result<()> {
+    async fn drive(&mut self, cancel: &CancellationToken, evicted: &CancellationToken) -> Result<()> {
         let mut cancelled = false;
         loop {
-            self.take_output();
+            self.take_output()?;
             if self.conn.is_closed() {
                 return Ok(());
             }
-            // Once closing and everything queued is with the writer, let it
-            // finish: it flushes and sends our FIN while we keep reading.
-            if self.conn.is_draining() && self.outq.is_empty() {
-                self.writer = None;
+            // Closing: once everything queued is written, say so (FIN) and
+            // keep reading until the other side's end.
+            if self.conn.is_draining() && self.wbuf.is_empty() && !self.fin_sent {
+                self.fin_sent = true;
+                let _ = self.stream.shutdown().await;
             }
-            let deadline = self.conn.poll_timeout().map(Instant::from_std);
             let now = || Instant::now().into_std();
-            let can_send = self.conn.is_open() && self.outq.len() < MAX_QUEUED_WRITES;
-            let writer = self.writer.clone();
+            let deadline = self.deadline();
+            let can_take = self.conn.can_send() && self.wbuf.len() < HIGH_WATER;
+            let can_read = self.inbox.is_empty();
+            let must_deliver = !self.inbox.is_empty() && self.info.is_some();
+            let lookup = &mut self.lookup;
             tokio::select! {
-                permit = reserve(&writer), if !self.outq.is_empty() => match (permit, self.outq.pop_front()) {
-                    (Some(p), Some(item)) => p.send(item),
-                    _ => return Err(Error::ConnectionClosed),
-                },
-                frame = self.reader.next() => match frame {
-                    Some(Ok(body)) => {
-                        self.conn.handle_frame(now(), &body)?;
-                        self.read_burst()?;
+                r = self.stream.readable(), if can_read => {
+                    r.map_err(|e| Error::from_io(&e))?;
+                    if self.read()? {
+                        return Ok(()); // the other side ended its stream
                     }
-                    Some(Err(e)) => return Err(codec_error(&e, self.limit)),
-                    None => {
-                        self.conn.handle_eof()?;
-                        self.close_reason.get_or_insert(CloseReason::PeerClosed);
-                        return Ok(());
+                }
+                r = self.stream.writable(), if !self.wbuf.is_empty() => {
+                    r.map_err(|e| Error::from_io(&e))?;
+                    self.write()?;
+                }
+                cmd = self.cmds.recv(), if can_take => match cmd {
+                    Some(Cmd::Send(out)) => {
+                        let now = now();
+                        match self.conn.send(now, &out.data) {
+                            Ok(frames) => self.queue_message(frames, out.done),
+                            Err(e) => out.done.complete(Err(e)),
+                        }
                     }
-                },
-                Some(answer) = self.answers_rx.recv() => self.conn.handle_lookup(now(), answer)?,
-                cmd = self.cmds.recv(), if can_send => match cmd {
-                    Some(Cmd::Send(out)) => match self.conn.send(now(), &out.data) {
-                        Ok(frames) => self.outq.push_back(WriteItem { frames, done: Some(out.done) }),
-                        Err(e) => out.done.complete(Err(e)),
-                    },
                     Some(Cmd::Connect { done, .. }) => {
-                        let _ = done.send(self.info.clone().ok_or(Error::ConnectionClosed));
+                        let _ = done.send(self.info.clone().filter(|_| self.opened).ok_or(Error::ConnectionClosed));
                     }
                     None => {}
                 },
-                () = sleep_until(deadline) => self.conn.handle_timeout(now())?,
+                answer = std::future::poll_fn(|cx| match lookup.as_mut() {
+                    Some(f) => f.as_mut().poll(cx),
+                    None => Poll::Pending,
+                }) => {
+                    self.lookup = None;
+                    self.conn.handle_lookup(now(), answer)?;
+                }
+                permit = self.shared.deliveries.clone().acquire_owned(), if must_deliver => {
+                    self.deliver(permit.ok());
+                }
+                () = sleep_until(deadline) => {
+                    if self.stalled_since.is_some_and(|s| s + self.shared.cfg.write_timeout <= Instant::now()) {
+                        let ms = u64::try_from(self.shared.cfg.write_timeout.as_millis()).unwrap_or(u64::MAX);
+                        return Err(Error::WriteTimeout { ms });
+                    }
+                    self.conn.handle_timeout(now())?;
+                }
                 () = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
                     self.conn.close(now());
                     if self.conn.is_closed() {
                         return Err(Error::Closed);
                     }
-                },
-                res = &mut self.writer_task, if !self.writer_done => {
-                    self.writer_done = true;
-                    match res {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(join) => return Err(Error::Internal(format!("writer task: {join}"))),
-                    }
-                },
+                }
+                () = evicted.cancelled(), if self.pending.is_some() => return Err(Error::TooManyPending),
             }
         }
     }
 
-    /// Handle the frames that are already buffered, without waiting for more,
-    /// so that their messages reach the application in one call.
-    fn read_burst(&mut self) -> Result<()> {
-        use futures::FutureExt;
+    /// The earlier of the core's next deadline and the write-progress one.
+    fn deadline(&self) -> Option<Instant> {
+        let core = self.conn.poll_timeout().map(Instant::from_std);
+        let stall = self.stalled_since.map(|s| s + self.shared.cfg.write_timeout);
+        [core, stall].into_iter().flatten().min()
+    }
+
+    /// Read what the socket has, and handle the frames it completes. True at
+    /// the end of the other side's stream.
+    fn read(&mut self) -> Result<bool> {
+        self.rbuf.reserve(frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK));
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => {
+                self.conn.handle_eof()?;
+                self.close_reason.get_or_insert(CloseReason::PeerClosed);
+                return Ok(true);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(Error::from_io(&e)),
+        }
         for _ in 0..MAX_READ_BURST {
-            if !self.conn.is_open() && !self.conn.is_draining() {
-                return Ok(()); // handshake frames are handled one at a time
-            }
-            match self.reader.next().now_or_never() {
-                Some(Some(Ok(body))) => self.conn.handle_frame(Instant::now().into_std(), &body)?,
-                Some(Some(Err(e))) => return Err(codec_error(&e, self.limit)),
-                // End of stream, or nothing buffered: the select loop sees it next.
-                Some(None) | None => return Ok(()),
+            // The limit follows the state: `max_frame` until the link is open.
+            let Some(body) = frame::decode(&mut self.rbuf, self.conn.frame_limit())? else { break };
+            self.conn.handle_frame(Instant::now().into_std(), &body)?;
+            self.take_output()?;
+            if self.conn.is_closed() {
+                break;
             }
         }
-        Ok(())
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+            self.rbuf = BytesMut::new();
+        }
+        Ok(false)
     }
 
-    /// Act on what the core produced: frames to write, lookups to start,
-    /// the link opening or closing, messages for the application.
-    fn take_output(&mut self) {
+    /// Hand the socket what it takes of `wbuf`, and settle what that completes.
+    fn write(&mut self) -> Result<()> {
+        match self.stream.try_write(&self.wbuf) {
+            Ok(n) => {
+                self.wbuf.advance(n);
+                self.written += n as u64;
+                self.stalled_since = (!self.wbuf.is_empty()).then(Instant::now);
+                self.settle_written();
+                if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_CAPACITY {
+                    self.wbuf = BytesMut::new();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(Error::from_io(&e)),
+        }
+    }
+
+    /// Resolve every message whose last byte the socket has taken.
+    fn settle_written(&mut self) {
+        while self.inflight.front().is_some_and(|m| m.end <= self.written) {
+            if let Some(m) = self.inflight.pop_front() {
+                self.messages_written += 1;
+                m.done.complete(Ok(()));
+            }
+        }
+    }
+
+    fn queue_frame(&mut self, body: &[u8]) {
+        if self.wbuf.is_empty() {
+            self.stalled_since = Some(Instant::now());
+        }
+        frame::encode_into(&mut self.wbuf, body);
+    }
+
+    fn queue_message(&mut self, frames: Vec<Vec<u8>>, done: Done) {
+        for f in &frames {
+            self.queue_frame(f);
+        }
+        let end = self.written + self.wbuf.len() as u64;
+        self.inflight.push_back(Inflight { end, done });
+    }
+
+    /// Act on what the core produced: frames to write, a lookup to start,
+    /// the link accepted, opening or closing, messages for the application.
+    fn take_output(&mut self) -> Result<()> {
         while let Some(f) = self.conn.poll_transmit() {
-            self.outq.push_back(WriteItem { frames: vec![f], done: None });
+            self.queue_frame(&f);
         }
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::Need(need) => spawn_lookup(&self.shared, need, self.answers.clone()),
-                Event::Open(peer) => self.opened(&peer),
+                Event::Need(need) => {
+                    let deadline = self.shared.proto.handshake_timeout;
+                    self.lookup = Some(Box::pin(lookup::answer(self.shared.store.clone(), need, deadline)));
+                }
+                Event::Accepted(peer) => {
+                    let info = self.link_info(&peer);
+                    self.shared.registry.accepted(self.id, &info);
+                    self.info = Some(info);
+                }
+                Event::Open(peer) => self.opened(&peer)?,
                 Event::Message { data, early } => self.inbox.push((data, early)),
                 Event::Closing(reason) => {
                     self.close_reason = Some(reason);
@@ -240,12 +342,11 @@ impl LinkTask {
                 }
             }
         }
-        self.deliver();
+        Ok(())
     }
 
-    fn opened(&mut self, peer: &PeerInfo) {
-        self.pending = None;
-        let info = LinkInfo {
+    fn link_info(&self, peer: &PeerInfo) -> LinkInfo {
+        LinkInfo {
             link: self.id,
             agent: peer.agent.clone(),
             remote: self.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -253,16 +354,41 @@ impl LinkTask {
             native: peer.native,
             initiator: peer.initiator,
             encrypted: self.shared.proto.identity.is_some(),
-        };
-        self.shared.registry.opened(self.id, &info);
-        self.shared.sink.event(PeerEvent::open(&info, self.remote));
-        self.info = Some(info);
+        }
     }
 
-    fn deliver(&mut self) {
+    fn opened(&mut self, peer: &PeerInfo) -> Result<()> {
+        let info = self.link_info(peer);
+        self.shared.registry.opened(self.id, &info)?;
+        self.pending = None;
+        self.opened = true;
+        self.shared.report(PeerEvent::open(&info, self.remote));
+        self.info = Some(info);
+        Ok(())
+    }
+
+    fn deliver(&mut self, permit: Option<DeliveryPermit>) {
         if let (Some(info), false) = (&self.info, self.inbox.is_empty()) {
-            self.shared.sink.messages(info, std::mem::take(&mut self.inbox));
+            self.shared.sink.messages(info, std::mem::take(&mut self.inbox), permit);
         }
+    }
+
+    /// Write what `wbuf` holds, until it is empty, the socket fails, or the
+    /// write timeout (shorter once the node is closing) passes.
+    async fn flush(&mut self) -> bool {
+        let bound = if self.shared.shutdown.is_cancelled() {
+            self.shared.proto.drain_timeout
+        } else {
+            self.shared.cfg.write_timeout
+        };
+        let until = Instant::now() + bound;
+        while !self.wbuf.is_empty() {
+            let ready = tokio::time::timeout_at(until, self.stream.writable()).await;
+            if !matches!(ready, Ok(Ok(()))) || self.write().is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// The connection has ended: leave nothing this link held unanswered.
@@ -274,57 +400,47 @@ impl LinkTask {
                 self.inbox.push((data, early));
             }
         }
-        self.deliver();
+        if !self.inbox.is_empty() {
+            let permit = tokio::time::timeout(LAST_DELIVERY_WAIT, self.shared.deliveries.clone().acquire_owned()).await;
+            self.deliver(permit.ok().and_then(std::result::Result::ok));
+        }
         self.pending = None;
+        self.lookup = None;
         while let Some(f) = self.conn.poll_transmit() {
-            self.outq.push_back(WriteItem { frames: vec![f], done: None });
+            self.queue_frame(&f);
         }
         // Unsent messages of a link that was open go to the next link; those
         // of a link that never opened share its fate (the next try would too).
-        let was_open = self.info.is_some();
         let retire = match &outcome {
-            Ok(()) if was_open => Retire::Requeue,
+            Ok(()) if self.opened => Retire::Requeue,
             Ok(()) => Retire::Reject(Error::ConnectionClosed),
-            Err(e) if was_open && !e.is_refusal() => Retire::Requeue,
+            Err(e) if self.opened && !e.is_refusal() => Retire::Requeue,
             Err(e) => Retire::Reject(e.clone()),
         };
         let dials = self.shared.registry.retire(self.id, &mut self.cmds, retire);
         self.shared.start_dials(dials);
-        // After an orderly end, frames already encrypted are still written
-        // (the other side reads until our FIN). After a failure only handshake
-        // frames (a refusal `A`) go out; encrypted messages are rejected.
+        // After an orderly end, what was queued is still written (the other
+        // side reads until our FIN). After a failure, only a link that never
+        // opened writes on (a refusal `A`, at most); messages are rejected.
+        let flushed = if outcome.is_ok() || !self.opened { self.flush().await } else { self.wbuf.is_empty() };
+        if flushed && !self.fin_sent {
+            self.fin_sent = true;
+            let _ = tokio::time::timeout(self.shared.proto.drain_timeout, self.stream.shutdown()).await;
+        }
         let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
-        if let Some(tx) = self.writer.take() {
-            for item in self.outq.drain(..) {
-                if outcome.is_ok() || item.done.is_none() {
-                    if let Err(mpsc::error::SendError(item)) = tx.send(item).await {
-                        if let Some(done) = item.done {
-                            done.complete(Err(failure.clone()));
-                        }
-                    }
-                } else if let Some(done) = item.done {
-                    done.complete(Err(failure.clone()));
-                }
-            }
-        }
-        for item in self.outq.drain(..) {
-            if let Some(done) = item.done {
-                done.complete(Err(failure.clone()));
-            }
-        }
-        if !self.writer_done
-            && tokio::time::timeout(self.shared.proto.drain_timeout, &mut self.writer_task).await.is_err()
-        {
-            self.writer_task.abort();
+        for m in self.inflight.drain(..) {
+            m.done.complete(Err(failure.clone()));
         }
         self.shared.registry.remove(self.id);
-        let event = self.end_event(&outcome);
-        self.shared.sink.event(event);
+        let event = self.end_event(&outcome, flushed);
+        self.shared.report(event);
     }
 
-    /// `close` for a link that was open; `refused` or `error` for one that never was.
-    fn end_event(&self, outcome: &Result<()>) -> PeerEvent {
-        let Some(info) = &self.info else {
+    /// `close` for a link that was open; `refused` or `error` for one that
+    /// never was. A close is clean when it was orderly and everything queued
+    /// was written before our FIN.
+    fn end_event(&self, outcome: &Result<()>, flushed: bool) -> PeerEvent {
+        let Some(info) = self.info.as_ref().filter(|_| self.opened) else {
             let err = outcome.clone().err().unwrap_or(Error::Closed);
             let agent = self.conn.claimed_agent().map(str::to_owned);
             return PeerEvent::failure(self.id, agent, self.remote, self.conn.is_initiator(), &err);
@@ -341,16 +457,10 @@ impl LinkTask {
                 Err(e) => e.code().to_owned(),
             }),
             message: outcome.as_ref().err().map(ToString::to_string),
-            clean: outcome.is_ok(),
-            written: self.written.load(Ordering::Relaxed),
+            clean: outcome.is_ok() && flushed,
+            written: self.messages_written,
+            suppressed: 0,
         }
-    }
-}
-
-async fn reserve(tx: &Option<mpsc::Sender<WriteItem>>) -> Option<mpsc::Permit<'_, WriteItem>> {
-    match tx {
-        Some(tx) => tx.reserve().await.ok(),
-        None => None,
     }
 }
 
@@ -359,24 +469,4 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-fn codec_error(err: &std::io::Error, limit: usize) -> Error {
-    match err.kind() {
-        // LengthDelimitedCodec reports an oversized length as InvalidData...
-        std::io::ErrorKind::InvalidData => Error::FrameTooLarge { max: limit },
-        // ...and the end of the stream inside a frame as Other ("bytes
-        // remaining on stream"); socket failures have kinds of their own.
-        std::io::ErrorKind::Other => Error::ConnectionClosed,
-        _ => Error::from_io(err),
-    }
-}
-
-fn spawn_lookup(shared: &Arc<Shared>, need: Need, answers: mpsc::Sender<Answer>) {
-    let store = shared.store.clone();
-    let deadline = shared.proto.handshake_timeout;
-    tokio::spawn(async move {
-        let answer = lookup::answer(&*store, need, deadline).await;
-        let _ = answers.send(answer).await;
-    });
 }

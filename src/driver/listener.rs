@@ -1,17 +1,18 @@
-//! The accept loop: each inbound connection gets a pending slot (or is
-//! closed at once when the caps are reached), a responder `Connection` and a
-//! link task.
+//! The accept loop: each inbound connection passes admission (a rate per
+//! address, caps on pending connections and on links, docs/PROTOCOL.md §6)
+//! or is closed at once, before any cryptography; then it gets a responder
+//! `Connection` and a link task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::event::{EventKind, PeerEvent};
 use super::link::{self, Origin};
-use super::pending::Pending;
 use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::proto::Connection;
@@ -36,40 +37,51 @@ pub(crate) fn start(shared: Arc<Shared>) -> Result<SocketAddr> {
     let addr = listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
     *local = Some(addr);
     drop(local);
-    let pending = Pending::new(shared.cfg.max_pending, shared.cfg.max_pending_per_ip);
-    shared.tasks.spawn(accept_loop(shared.clone(), listener, pending));
+    shared.tasks.spawn(accept_loop(shared.clone(), listener));
     Ok(addr)
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, pending: Pending) {
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
         let accepted = tokio::select! {
             () = shared.shutdown.cancelled() => return,
             r = listener.accept() => r,
         };
-        match accepted {
-            Ok((stream, remote)) => {
-                let Some(guard) = pending.try_acquire(remote.ip()) else {
+        // One connection's handling must never stop the loop: a panic in it
+        // is reported, and the node keeps listening.
+        let step = std::panic::AssertUnwindSafe(async { handle(&shared, accepted).await }).catch_unwind().await;
+        if step.is_err() {
+            let err = Error::Internal("accepting a connection panicked; still listening".into());
+            shared.report(PeerEvent::failure(0, None, None, false, &err));
+        }
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+    match accepted {
+        Ok((stream, remote)) => {
+            let (slot, pending) = match shared.admission.admit(remote.ip(), Instant::now().into_std()) {
+                Ok(granted) => granted,
+                Err(err) => {
                     drop(stream);
-                    shared.sink.event(PeerEvent::failure(0, None, Some(remote), false, &Error::TooManyPending));
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let new = shared.registry.add_inbound();
-                let conn =
-                    Connection::responder(shared.proto.clone(), shared.replay.clone(), Instant::now().into_std());
-                let origin = Origin::Accepted { remote, pending: guard };
-                shared.tasks.spawn(link::run(shared.clone(), new, stream, conn, origin));
-            }
-            Err(e) => {
-                // A connection reset before we accepted it, or the process is
-                // out of descriptors: report it and keep listening.
-                let mut event = PeerEvent::failure(0, None, None, false, &Error::from_io(&e));
-                event.kind = EventKind::Error;
-                event.message = Some(format!("accept failed: {e}"));
-                shared.sink.event(event);
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
+                    shared.report(PeerEvent::failure(0, None, Some(remote), false, &err));
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let new = shared.registry.add_inbound();
+            let conn = Connection::responder(shared.proto.clone(), shared.replay.clone(), Instant::now().into_std());
+            let origin = Origin::Accepted { remote, pending, slot };
+            shared.tasks.spawn(link::run(shared.clone(), new, stream, conn, origin));
+        }
+        Err(e) => {
+            // A connection reset before we accepted it, or the process is
+            // out of descriptors: report it and keep listening.
+            let mut event = PeerEvent::failure(0, None, None, false, &Error::from_io(&e));
+            event.kind = EventKind::Error;
+            event.message = Some(format!("accept failed: {e}"));
+            shared.report(event);
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
         }
     }
 }

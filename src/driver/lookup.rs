@@ -4,6 +4,7 @@
 //! handshake that asked. The rules that judge the answers live in
 //! `proto::policy`, not here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -11,7 +12,7 @@ use crate::proto::{Answer, Need};
 use crate::store::Store;
 
 /// Ask `store` what `need` asks, waiting at most `deadline`.
-pub(crate) async fn answer(store: &dyn Store, need: Need, deadline: Duration) -> Answer {
+pub(crate) async fn answer(store: Arc<dyn Store>, need: Need, deadline: Duration) -> Answer {
     let ask = async {
         match need {
             Need::PeerKey { agent } => store.peer_key(agent).await.map(Answer::Key),

@@ -5,29 +5,28 @@
 //! protocol decisions and parses no frames beyond the length prefix.
 //!
 //! Modules, each depending only on those listed before it:
-//! - `event`, `queue`, `pending`, `lookup`, `config`: the vocabulary (what is
-//!   reported, what travels to a link, the pending caps, the store seam);
+//! - `event`, `queue`, `lookup`, `config`, `admission`: the vocabulary (what
+//!   is reported, what travels to a link and its budget, the store seam, the
+//!   settings, who gets a connection);
 //! - `registry`: agent -> links; says which link a message goes on, and
 //!   orders a dial when there is none;
 //! - `shared`: what one node's tasks share;
-//! - `writer`, `link`: one connection's tasks; `dial`, `listener`: how
-//!   connections start;
+//! - `link`: one connection's task; `dial`, `listener`: how connections start;
 //! - this module: `Peer`, the handle the binding holds.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod config;
 mod dial;
 mod event;
 mod link;
 mod listener;
 mod lookup;
-mod pending;
 mod queue;
 mod registry;
 mod shared;
 #[cfg(test)]
 mod tests;
-mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,9 +39,9 @@ use queue::Outgoing;
 use shared::Shared;
 
 pub use crate::store::Store;
-pub use config::{PeerConfig, DEFAULT_HOST, DEFAULT_MAX_PENDING, DEFAULT_MAX_PENDING_PER_IP};
+pub use config::PeerConfig;
 pub use dial::next_timestamp;
-pub use event::{EventKind, LinkInfo, PeerEvent, Sink};
+pub use event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent, Sink};
 pub use queue::{Done, SendOptions, Target};
 pub use registry::Registry;
 
@@ -50,6 +49,10 @@ pub use registry::Registry;
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
     pub store: crate::store::StoreStats,
+    /// Inbound connections in their handshake.
+    pub pending: usize,
+    /// Bytes of messages accepted by `send` and not yet written.
+    pub queued_bytes: usize,
 }
 
 /// A running node: cheap to clone.
@@ -87,11 +90,24 @@ impl Peer {
         async move { result.await.unwrap_or(Err(Error::ConnectionClosed)) }
     }
 
-    /// `send`, reporting the outcome to `done` instead of a future.
-    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, done: Done) {
+    /// `send`, reporting the outcome to `done` instead of a future. A send
+    /// beyond the agent's queue budget fails at once with `Backpressure`.
+    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done) {
         if let Err(e) = self.check_open().and_then(|()| self.shared.proto.check_outgoing(&data)) {
             done.complete(Err(e));
             return;
+        }
+        let key = match (&target.link, &target.agent) {
+            (Some(link), _) => format!("link {link}"),
+            (None, Some(agent)) => agent.clone(),
+            (None, None) => String::new(),
+        };
+        match self.shared.budgets.take(&key, data.len()) {
+            Ok(budget) => done.hold(budget),
+            Err(e) => {
+                done.complete(Err(e));
+                return;
+            }
         }
         let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0 });
         self.shared.start_dials(dial);
@@ -111,13 +127,21 @@ impl Peer {
         self.shared.registry.end_agent(agent)
     }
 
-    /// Stop listening, close every link, and wait (bounded) for the tasks.
+    /// Stop listening, close every link, and wait for the tasks. Every wait
+    /// a task can be in is bounded, and shorter once the node closes (a
+    /// link's last writes by `drain_timeout`, its drain as well), so this
+    /// ends, and leaves no task behind; the bound here only guards that.
     pub async fn close(&self) {
         self.shared.shutdown.cancel();
         self.shared.store.shutdown();
         self.shared.tasks.close();
-        let grace = self.shared.proto.drain_timeout + Duration::from_secs(1);
+        let grace = self.shared.proto.drain_timeout * 3 + Duration::from_secs(2);
         let _ = tokio::time::timeout(grace, self.shared.tasks.wait()).await;
+    }
+
+    /// Tasks of the node still running (links, dials, the accept loop).
+    pub fn tasks(&self) -> usize {
+        self.shared.tasks.len()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -126,7 +150,11 @@ impl Peer {
 
     /// Figures of the running node.
     pub fn stats(&self) -> Stats {
-        Stats { store: self.shared.store.stats() }
+        Stats {
+            store: self.shared.store.stats(),
+            pending: self.shared.admission.pending(),
+            queued_bytes: self.shared.budgets.total(),
+        }
     }
 
     /// The links open right now.

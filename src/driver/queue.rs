@@ -2,6 +2,9 @@
 //! wait for the link to open (`Cmd::Connect`), and `Done`, which tells the
 //! sender how its message ended, exactly once.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,8 +35,12 @@ pub struct SendOptions {
 
 /// Who hears how a send ended. Told exactly once: by `complete`, or, if the
 /// message is dropped on some path nobody foresaw, by the drop, as
-/// `ConnectionClosed`. So no send is ever left unanswered.
-pub struct Done(Option<DoneTo>);
+/// `ConnectionClosed`. So no send is ever left unanswered. It also holds the
+/// message's share of its agent's queue budget, given back when it settles.
+pub struct Done {
+    to: Option<DoneTo>,
+    budget: Option<BudgetGuard>,
+}
 
 enum DoneTo {
     Oneshot(oneshot::Sender<Result<()>>),
@@ -48,11 +55,16 @@ enum DoneTo {
 impl Done {
     pub fn oneshot() -> (Self, oneshot::Receiver<Result<()>>) {
         let (tx, rx) = oneshot::channel();
-        (Self(Some(DoneTo::Oneshot(tx))), rx)
+        (Self { to: Some(DoneTo::Oneshot(tx)), budget: None }, rx)
     }
 
     pub fn queue(id: u64, results: mpsc::UnboundedSender<(u64, Result<()>)>) -> Self {
-        Self(Some(DoneTo::Queue { id, results }))
+        Self { to: Some(DoneTo::Queue { id, results }), budget: None }
+    }
+
+    /// Hold this share of a queue budget until the send settles.
+    pub(crate) fn hold(&mut self, budget: BudgetGuard) {
+        self.budget = Some(budget);
     }
 
     pub fn complete(mut self, result: Result<()>) {
@@ -60,7 +72,8 @@ impl Done {
     }
 
     fn fire(&mut self, result: Result<()>) {
-        match self.0.take() {
+        self.budget = None;
+        match self.to.take() {
             Some(DoneTo::Oneshot(tx)) => {
                 let _ = tx.send(result);
             }
@@ -75,6 +88,56 @@ impl Done {
 impl Drop for Done {
     fn drop(&mut self) {
         self.fire(Err(Error::ConnectionClosed));
+    }
+}
+
+/// How many bytes may wait to be written, per agent (or per link, for a
+/// message to one link): a peer that does not read, or a link that is slow,
+/// makes further sends to it fail with `Backpressure` instead of growing a
+/// queue without bound (docs/PROTOCOL.md §6).
+pub(crate) struct Budgets {
+    limit: usize,
+    queued: Mutex<HashMap<String, usize>>,
+}
+
+/// Bytes taken from a budget; given back when dropped.
+pub(crate) struct BudgetGuard {
+    budgets: Arc<Budgets>,
+    key: String,
+    bytes: usize,
+}
+
+impl Budgets {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self { limit, queued: Mutex::default() })
+    }
+
+    /// Take `bytes` for `key`, or refuse when they would pass the limit.
+    pub fn take(self: &Arc<Self>, key: &str, bytes: usize) -> Result<BudgetGuard> {
+        let mut q = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+        let held = q.get(key).copied().unwrap_or(0);
+        if held + bytes > self.limit {
+            return Err(Error::Backpressure { agent: key.to_owned(), queued: held });
+        }
+        q.insert(key.to_owned(), held + bytes);
+        Ok(BudgetGuard { budgets: self.clone(), key: key.to_owned(), bytes })
+    }
+
+    /// Bytes held now, for all keys.
+    pub fn total(&self) -> usize {
+        self.queued.lock().map(|q| q.values().sum()).unwrap_or(0)
+    }
+}
+
+impl Drop for BudgetGuard {
+    fn drop(&mut self) {
+        let mut q = self.budgets.queued.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = q.get_mut(&self.key) {
+            *held = held.saturating_sub(self.bytes);
+            if *held == 0 {
+                q.remove(&self.key);
+            }
+        }
     }
 }
 

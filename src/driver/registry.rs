@@ -9,9 +9,16 @@
 //!
 //! Order: routing a message and pushing it onto a link's queue happen under
 //! one lock, synchronously in the caller (the JavaScript thread, in call
-//! order); a closing link takes its unsent messages off its queue and routes
-//! them to the next link under the same lock. So messages to one agent keep
-//! the order in which `send` was called, across link changes.
+//! order). Messages to an agent go to the link in use, the oldest open one,
+//! even when a newer link to the same agent opens (the other side dialled at
+//! the same moment, say): only when the link in use retires does the next one
+//! take over, and then the retiring link's unsent messages move to it, in
+//! order, under the same lock, ahead of anything sent later. So messages to
+//! one agent keep the order in which `send` was called, across link changes
+//! (docs/PROTOCOL.md §8).
+//!
+//! A responder's link is registered without a route until the initiator has
+//! confirmed it (docs/PROTOCOL.md §5a): only a send to that very link uses it.
 //!
 //! The registry starts no task: when a message needs a new link, it returns
 //! a `DialOrder`, and the caller starts the dial once the lock is released.
@@ -49,6 +56,15 @@ struct Entry {
     route: Option<Route>,
     info: Option<LinkInfo>,
     cancel: CancellationToken,
+    /// Counts as an anonymous referee link (responder side of an NK).
+    anonymous_slot: bool,
+}
+
+/// Caps on open links that the registry keeps (docs/PROTOCOL.md §6).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkLimits {
+    pub per_agent: usize,
+    pub referee: usize,
 }
 
 /// A new link's end of its command queue.
@@ -77,6 +93,7 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// The node's shutdown: every link's cancel token is a child of it.
     shutdown: CancellationToken,
+    limits: LinkLimits,
 }
 
 #[derive(Default)]
@@ -84,11 +101,12 @@ struct Inner {
     next_id: u64,
     links: HashMap<u64, Entry>,
     routes: HashMap<Route, Vec<u64>>,
+    referee_links: usize,
 }
 
 impl Registry {
-    pub fn new(shutdown: CancellationToken) -> Self {
-        Self { inner: Mutex::default(), shutdown }
+    pub(crate) fn new(shutdown: CancellationToken, limits: LinkLimits) -> Self {
+        Self { inner: Mutex::default(), shutdown, limits }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -123,22 +141,51 @@ impl Registry {
         dials.pop()
     }
 
-    /// The handshake completed: route messages for this agent here.
-    pub(crate) fn opened(&self, id: u64, info: &LinkInfo) {
+    /// A responder's handshake completed but is not confirmed yet: what the
+    /// link is, with no route to it.
+    pub(crate) fn accepted(&self, id: u64, info: &LinkInfo) {
+        if let Some(entry) = self.lock().links.get_mut(&id) {
+            entry.info = Some(info.clone());
+        }
+    }
+
+    /// The link is open (and confirmed): route messages for this agent here,
+    /// unless the agent (or anonymous referee callers) already hold as many
+    /// links as allowed.
+    pub(crate) fn opened(&self, id: u64, info: &LinkInfo) -> Result<()> {
         let mut inner = self.lock();
         inner.unroute(id);
         // An NK link is anonymous on the responder's side (no agent, so no route)
         // and kept apart from authenticated links on the initiator's side.
         let anonymous = info.pattern == Pattern::NK;
         let route = info.agent.clone().map(|agent| Route { agent, anonymous });
+        match &route {
+            Some(r) => {
+                let open = inner.routes.get(r).map_or(0, |ids| {
+                    ids.iter().filter(|i| inner.links.get(i).is_some_and(|e| e.phase == Phase::Open)).count()
+                });
+                if open >= self.limits.per_agent {
+                    return Err(Error::TooManyLinks(format!("{} links to one agent", self.limits.per_agent)));
+                }
+            }
+            None if anonymous => {
+                if inner.referee_links >= self.limits.referee {
+                    return Err(Error::TooManyLinks(format!("{} anonymous referee links", self.limits.referee)));
+                }
+                inner.referee_links += 1;
+            }
+            None => {}
+        }
         if let Some(entry) = inner.links.get_mut(&id) {
             entry.phase = Phase::Open;
             entry.info = Some(info.clone());
             entry.route = route.clone();
+            entry.anonymous_slot = route.is_none() && anonymous;
         }
         if let Some(r) = route {
             inner.routes.entry(r).or_default().push(id);
         }
+        Ok(())
     }
 
     /// The link will send nothing more: take it off its route and settle what
@@ -174,7 +221,9 @@ impl Registry {
     pub(crate) fn remove(&self, id: u64) {
         let mut inner = self.lock();
         inner.unroute(id);
-        inner.links.remove(&id);
+        if inner.links.remove(&id).is_some_and(|e| e.anonymous_slot) {
+            inner.referee_links = inner.referee_links.saturating_sub(1);
+        }
     }
 
     /// Start an orderly close of every link to `agent`. The links keep their
@@ -212,7 +261,10 @@ impl Inner {
         if let Some(r) = &route {
             self.routes.entry(r.clone()).or_default().push(id);
         }
-        self.links.insert(id, Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone() });
+        self.links.insert(
+            id,
+            Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone(), anonymous_slot: false },
+        );
         NewLink { id, rx, cancel }
     }
 
@@ -226,9 +278,9 @@ impl Inner {
         }
     }
 
-    /// The queue of the link a message for `target` goes on. Prefers an open
-    /// link, the newest one, then one still opening; creates a link (and
-    /// orders its dial) when there is none.
+    /// The queue of the link a message for `target` goes on: the link in use
+    /// (the oldest open one), else one still opening (the newest); creates a
+    /// link (and orders its dial) when there is none.
     fn route(
         &mut self,
         shutdown: &CancellationToken,
@@ -251,16 +303,10 @@ impl Inner {
             .filter(|a| !a.is_empty())
             .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
         let route = Route { agent: agent.clone(), anonymous: opts.referee };
-        let live = |phase| {
-            self.routes
-                .get(&route)
-                .into_iter()
-                .flatten()
-                .rev()
-                .copied()
-                .find(|id| self.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed()))
-        };
-        if let Some(id) = live(Phase::Open).or_else(|| live(Phase::Opening)) {
+        let ids = self.routes.get(&route).map(Vec::as_slice).unwrap_or_default();
+        let live = |id: &&u64, phase| self.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed());
+        let in_use = ids.iter().find(|id| live(id, Phase::Open));
+        if let Some(&id) = in_use.or_else(|| ids.iter().rev().find(|id| live(id, Phase::Opening))) {
             if let Some(e) = self.links.get(&id) {
                 return Ok((id, e.tx.clone()));
             }
@@ -279,6 +325,12 @@ impl Inner {
         for _ in 0..MAX_ATTEMPTS {
             let (id, tx) = match self.route(shutdown, &out.target, &out.opts, dials) {
                 Ok(r) => r,
+                // A message handed back by a closing link that has nowhere
+                // else to go: its link closed; the caller's arguments were fine.
+                Err(Error::InvalidArgument(_)) if out.attempts > 0 => {
+                    out.done.complete(Err(Error::ConnectionClosed));
+                    return;
+                }
                 Err(e) => {
                     out.done.complete(Err(e));
                     return;

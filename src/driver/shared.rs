@@ -1,17 +1,27 @@
 //! What one node's tasks share: settings, the store and sink, the registry,
-//! the replay table, the shutdown signal and the task tracker.
+//! admission, queue budgets, the replay table, the shutdown signal and the
+//! task tracker, and the gate that keeps failure events from flooding the
+//! application.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::admission::Admission;
 use super::config::PeerConfig;
-use super::event::Sink;
-use super::registry::{DialOrder, Registry};
+use super::event::{EventKind, PeerEvent, Sink};
+use super::queue::Budgets;
+use super::registry::{DialOrder, LinkLimits, Registry};
 use crate::proto::{self, replay::ReplayTable};
 use crate::store::Store;
+
+/// How far another node's clock may be behind ours: handshake timestamps
+/// from before our start, less this, are refused as replays (docs/PROTOCOL.md §5).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 pub(crate) struct Shared {
     pub cfg: PeerConfig,
@@ -19,15 +29,32 @@ pub(crate) struct Shared {
     pub store: Arc<dyn Store>,
     pub sink: Arc<dyn Sink>,
     pub registry: Registry,
+    pub admission: Arc<Admission>,
+    pub budgets: Arc<Budgets>,
+    /// Message batches the application may be behind; a link waits for a
+    /// permit before it hands over a batch, and reads nothing meanwhile.
+    pub deliveries: Arc<Semaphore>,
     pub replay: Arc<Mutex<ReplayTable>>,
     /// Cancelled by `close()`: every task below watches it.
     pub shutdown: CancellationToken,
     /// Our listening address, once bound (the `from` of our tickets).
     pub local: Mutex<Option<SocketAddr>>,
     pub tasks: TaskTracker,
+    gate: Mutex<EventGate>,
     /// Starts a dial the registry ordered. A function pointer, so that links
     /// (which requeue messages when they close) need not know how to dial.
     dialer: fn(&Arc<Shared>, DialOrder),
+}
+
+/// Failure events (refusals, errors of connections that never opened) are
+/// what a stranger can make us produce at will: at most `rate` a second are
+/// reported one by one; the rest are counted and reported as one event, with
+/// `suppressed` set, once the rate allows again.
+struct EventGate {
+    rate: f64,
+    tokens: f64,
+    at: Option<Instant>,
+    held: Option<PeerEvent>,
 }
 
 impl Shared {
@@ -38,13 +65,21 @@ impl Shared {
         dialer: fn(&Arc<Shared>, DialOrder),
     ) -> Self {
         let shutdown = CancellationToken::new();
+        let start_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        let floor = u64::try_from(start_us.saturating_sub(CLOCK_SKEW.as_micros())).unwrap_or(0);
+        let limits = LinkLimits { per_agent: cfg.max_links_per_agent, referee: cfg.max_referee_links };
+        let rate = f64::from(cfg.event_rate);
         Self {
             proto: Arc::new(cfg.proto.clone()),
+            registry: Registry::new(shutdown.clone(), limits),
+            admission: Arc::new(Admission::new(&cfg)),
+            budgets: Budgets::new(cfg.max_queued_bytes),
+            deliveries: Arc::new(Semaphore::new(cfg.max_backlog)),
+            replay: Arc::new(Mutex::new(ReplayTable::new(proto::replay::DEFAULT_CAPACITY, floor))),
+            gate: Mutex::new(EventGate { rate, tokens: rate, at: None, held: None }),
             cfg,
             store,
             sink,
-            registry: Registry::new(shutdown.clone()),
-            replay: Arc::default(),
             shutdown,
             local: Mutex::new(None),
             tasks: TaskTracker::new(),
@@ -61,5 +96,36 @@ impl Shared {
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local.lock().ok().and_then(|g| *g)
+    }
+
+    /// Report an event; failures of connections that never opened go through
+    /// the rate gate.
+    pub fn report(&self, event: PeerEvent) {
+        let gated = matches!(event.kind, EventKind::Refused | EventKind::Error) && event.pattern.is_none();
+        if !gated {
+            self.sink.event(event);
+            return;
+        }
+        let now = Instant::now();
+        let (flush, pass) = {
+            let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+            let elapsed = g.at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+            g.tokens = (g.tokens + elapsed * g.rate).min(g.rate);
+            g.at = Some(now);
+            if g.tokens >= 1.0 {
+                g.tokens -= 1.0;
+                (g.held.take(), true)
+            } else {
+                let count = g.held.as_ref().map_or(0, |h| h.suppressed) + 1;
+                g.held = Some(PeerEvent { suppressed: count, ..event.clone() });
+                (None, false)
+            }
+        };
+        if let Some(held) = flush {
+            self.sink.event(held);
+        }
+        if pass {
+            self.sink.event(event);
+        }
     }
 }

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use super::frame::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE, MAX_NOISE_MESSAGE, TAG_LEN};
-use super::keys::{Identity, Key};
+use super::keys::{self, Identity, Key};
 use super::payload;
+use super::transport::Limits;
 use crate::error::{Error, Result};
 
 /// Smallest `max_frame` accepted: below it, a first contact's `I` (keys,
@@ -29,8 +30,12 @@ pub struct Config {
     pub max_message: usize,
     /// A connection not open this long after accept or connect is closed.
     pub handshake_timeout: Duration,
-    /// The responder closes a link that carried no frame this long.
+    /// Either side closes a link that carried no frame (either way) this long.
     pub idle_timeout: Option<Duration>,
+    /// On a link between native nodes, send an empty `T` after this long
+    /// without sending anything, so a quiet link stays open and a dead peer
+    /// is noticed. `None`: no keepalives (idle links close).
+    pub keepalive: Option<Duration>,
     /// After an orderly close starts, how long to keep reading for the
     /// other side's last frames before giving up on its end of stream.
     pub drain_timeout: Duration,
@@ -51,6 +56,7 @@ impl Default for Config {
             max_message: DEFAULT_MAX_MESSAGE,
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(60)),
+            keepalive: None,
             drain_timeout: Duration::from_secs(2),
             referee: false,
             accept_legacy: false,
@@ -75,17 +81,27 @@ impl Config {
         if self.admit_any_agent && self.identity.is_some() {
             return bad("admitting every agent is for raw mode only".into());
         }
+        if self.keepalive.is_some_and(|k| k.is_zero()) {
+            return bad("keepalive must be positive".into());
+        }
+        if let Some(id) = &self.identity {
+            if keys::is_weak(&id.public) {
+                return Err(Error::WeakKey("our own key is of small order".into()));
+            }
+            keys::check_agent_id(&id.agent).map_err(|why| Error::InvalidArgument(format!("agent id: {why}")))?;
+        }
         Ok(())
     }
 
-    /// The largest frame body the codec must let through: a JavaScript peer
+    /// What we accept, as we tell native peers (docs/PROTOCOL.md §6).
+    pub fn limits(&self) -> Limits {
+        Limits { max_message: self.max_message, max_frame: self.max_frame }
+    }
+
+    /// The largest frame body taken on a link with a JavaScript peer, which
     /// sends a long message as one oversized `T` (docs/PROTOCOL.md §9).
-    pub fn codec_limit(&self) -> usize {
-        if self.accept_legacy {
-            self.max_frame.max(self.max_message + 1 + TAG_LEN)
-        } else {
-            self.max_frame
-        }
+    pub fn legacy_frame_limit(&self) -> usize {
+        self.max_frame.max(self.max_message + 1 + TAG_LEN)
     }
 
     /// The largest frame body we may write: a node that refuses legacy

@@ -31,8 +31,12 @@ use crate::error::{CloseReason, Error, Result};
 /// Deadlines, as data (quinn's timer table, in small).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Timers {
+    /// Until the link is open (for a responder: confirmed).
     pub handshake: Option<Instant>,
+    /// No frame either way for this long closes the link.
     pub idle: Option<Instant>,
+    /// Nothing sent for this long sends a keepalive (native links).
+    pub keepalive: Option<Instant>,
     pub drain: Option<Instant>,
 }
 
@@ -59,19 +63,48 @@ impl Context {
         self.events.push_back(event);
     }
 
-    /// Traffic on an open link: the responder's idle timer starts again.
+    /// Traffic on the link, either way: the idle timer starts again (both
+    /// roles keep one, docs/PROTOCOL.md §6).
     pub fn touch(&mut self, now: Instant) {
-        if !self.initiator {
-            self.timers.idle = self.cfg.idle_timeout.map(|t| now + t);
-        }
+        self.timers.idle = self.cfg.idle_timeout.map(|t| now + t);
     }
 
-    /// The handshake is done: report it and become `Open`.
-    pub fn open(&mut self, now: Instant, transport: Transport, peer: PeerInfo) -> State {
-        self.timers.handshake = None;
-        self.events.push_back(Event::Open(peer.clone()));
+    /// We wrote a frame: the keepalive timer starts again too.
+    pub fn sent(&mut self, now: Instant) {
         self.touch(now);
-        State::Open(Box::new(Link::new(transport, peer)))
+        self.timers.keepalive = self.cfg.keepalive.map(|t| now + t);
+    }
+
+    /// Initiator: the handshake is done and `A` proved the responder: report
+    /// it and become `Open`.
+    pub fn open(&mut self, now: Instant, link: Link) -> State {
+        self.timers.handshake = None;
+        self.events.push_back(Event::Open(link.peer().clone()));
+        self.keepalive_if_native(now, &link);
+        self.touch(now);
+        State::Open(Box::new(link))
+    }
+
+    /// Responder: `A` is written; the link waits for the initiator's first
+    /// authenticated frame, within the handshake deadline, before it opens.
+    pub fn accepted(&mut self, transport: Transport, peer: PeerInfo) -> State {
+        self.events.push_back(Event::Accepted(peer.clone()));
+        State::Unconfirmed(Box::new(Link::new(transport, peer, None)))
+    }
+
+    /// Responder: the initiator proved it holds the keys: the link opens.
+    pub fn confirm(&mut self, now: Instant, link: Box<Link>) -> State {
+        self.timers.handshake = None;
+        self.events.push_back(Event::Open(link.peer().clone()));
+        self.keepalive_if_native(now, &link);
+        self.touch(now);
+        State::Open(link)
+    }
+
+    fn keepalive_if_native(&mut self, now: Instant, link: &Link) {
+        if link.peer().native {
+            self.timers.keepalive = self.cfg.keepalive.map(|t| now + t);
+        }
     }
 
     /// Stop sending on an open link but keep reading what is in flight.
@@ -116,6 +149,18 @@ impl Connection {
         matches!(self.state, State::Open(_))
     }
 
+    /// The handshake is done and the link takes messages to send: open, or
+    /// (a responder) waiting for confirmation, when only explicit replies on
+    /// this link may use it (docs/PROTOCOL.md §5a).
+    pub fn can_send(&self) -> bool {
+        matches!(self.state, State::Open(_) | State::Unconfirmed(_))
+    }
+
+    /// The largest frame body the connection takes now (docs/PROTOCOL.md §6).
+    pub fn frame_limit(&self) -> usize {
+        self.state.frame_limit(&self.cx)
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }
@@ -137,7 +182,7 @@ impl Connection {
 
     pub fn peer(&self) -> Option<&PeerInfo> {
         match &self.state {
-            State::Open(l) | State::Draining(l) => Some(l.peer()),
+            State::Open(l) | State::Draining(l) | State::Unconfirmed(l) => Some(l.peer()),
             _ => None,
         }
     }
@@ -173,9 +218,11 @@ impl Connection {
     /// an open link sends; the driver queues messages until then.
     pub fn send(&mut self, now: Instant, message: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.cx.cfg.check_outgoing(message)?;
-        let State::Open(link) = &mut self.state else { return Err(Error::ConnectionClosed) };
+        let (State::Open(link) | State::Unconfirmed(link)) = &mut self.state else {
+            return Err(Error::ConnectionClosed);
+        };
         let frames = link.seal(message)?;
-        self.cx.touch(now);
+        self.cx.sent(now);
         Ok(frames)
     }
 
@@ -197,7 +244,7 @@ impl Connection {
         let t = &self.cx.timers;
         match self.state {
             State::Closed => None,
-            State::Open(_) => t.idle,
+            State::Open(_) => [t.idle, t.keepalive].into_iter().flatten().min(),
             State::Draining(_) => t.drain,
             _ => t.handshake,
         }

@@ -53,7 +53,12 @@ pub struct PeerInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Need(Need),
-    /// The handshake completed.
+    /// Responder: the handshake completed and `A` is written, but the caller
+    /// has not proven it holds the keys yet (it may be replaying a captured
+    /// message 1): route nothing to it, report no `open`. Early messages of a
+    /// legacy caller may follow, and an explicit reply on this link is taken.
+    Accepted(PeerInfo),
+    /// The link is open and confirmed: route to it.
     Open(PeerInfo),
     /// A whole application message (JSON object text). `early` marks a legacy
     /// initiator's message that rode in its replayable message 1.

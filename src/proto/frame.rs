@@ -1,13 +1,14 @@
 //! Frames and header letters (docs/PROTOCOL.md §2, §3).
 //!
-//! On the wire a frame is a 4-byte big-endian length, then the body. The length
-//! prefix is `frame-stream`'s default framing, which `tokio_util`'s
-//! `LengthDelimitedCodec` speaks natively, so we use that codec rather than
-//! parsing lengths by hand. This module owns what is ours: the header letter
-//! that opens every body, and the limits.
+//! On the wire a frame is a 4-byte big-endian length, then the body
+//! (`frame-stream`'s default framing). The decoder here is ours rather than
+//! `tokio_util`'s `LengthDelimitedCodec` because that codec reserves room for
+//! the length a frame *declares* before any of it arrives: four bytes from a
+//! stranger would cost us the whole limit. Ours holds only what arrived, and
+//! takes its limit per call, so the limit can follow the connection's state
+//! (docs/PROTOCOL.md §6: before a link is open, never more than `max_frame`).
 
-use bytes::{BufMut, BytesMut};
-use tokio_util::codec::LengthDelimitedCodec;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 
@@ -37,10 +38,12 @@ pub enum Letter {
     T,
     /// A transport message holding a non-final piece of a long message (native only).
     F,
+    /// The native initiator's key confirmation: its first transport message (docs/PROTOCOL.md §5a).
+    C,
 }
 
 impl Letter {
-    pub const ALL: [Letter; 7] = [Self::I, Self::N, Self::K, Self::Q, Self::A, Self::T, Self::F];
+    pub const ALL: [Letter; 8] = [Self::I, Self::N, Self::K, Self::Q, Self::A, Self::T, Self::F, Self::C];
 
     pub fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
@@ -51,6 +54,7 @@ impl Letter {
             b'A' => Self::A,
             b'T' => Self::T,
             b'F' => Self::F,
+            b'C' => Self::C,
             _ => return None,
         })
     }
@@ -64,6 +68,7 @@ impl Letter {
             Self::A => b'A',
             Self::T => b'T',
             Self::F => b'F',
+            Self::C => b'C',
         }
     }
 }
@@ -84,26 +89,59 @@ pub fn split(body: &[u8]) -> Result<(u8, &[u8])> {
     }
 }
 
-/// The codec for a connection: 4-byte big-endian length, bodies up to `max_body`.
-/// A length beyond `max_body` makes the decoder fail before it buffers the body.
-pub fn codec(max_body: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().length_field_length(4).big_endian().max_frame_length(max_body).new_codec()
+/// The length prefix's size.
+pub const PREFIX: usize = 4;
+
+/// Take one whole frame body off the front of `buf`, if one has arrived.
+/// A declared length beyond `limit` is an error at once, before any of its
+/// body is buffered; nothing is reserved for a length that is only declared.
+pub fn decode(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
+    let Some(prefix) = buf.get(..PREFIX) else { return Ok(None) };
+    let mut len = [0u8; PREFIX];
+    len.copy_from_slice(prefix);
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(Error::FrameTooLarge { max: limit });
+    }
+    if buf.len() < PREFIX + len {
+        return Ok(None);
+    }
+    buf.advance(PREFIX);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// How many more bytes the frame at the front of `buf` needs (at least 1,
+/// for the prefix), so a reader asks for no more than the frame it reads.
+pub fn wanted(buf: &[u8]) -> usize {
+    match buf.get(..PREFIX) {
+        None => PREFIX - buf.len(),
+        Some(p) => {
+            let mut len = [0u8; PREFIX];
+            len.copy_from_slice(p);
+            (PREFIX + u32::from_be_bytes(len) as usize).saturating_sub(buf.len()).max(1)
+        }
+    }
+}
+
+/// Append one frame (length prefix, then `body`) to `out`.
+pub fn encode_into(out: &mut BytesMut, body: &[u8]) {
+    out.reserve(PREFIX + body.len());
+    // A body never exceeds u32::MAX: the largest we build is the configured
+    // maximum message size (at most u32::MAX - 1 - TAG_LEN) plus a letter and a tag.
+    out.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
+    out.extend_from_slice(body);
 }
 
 /// Encode a body with its length prefix (for tests and tools that write raw bytes).
 pub fn encode(body: &[u8]) -> BytesMut {
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    // A body never exceeds u32::MAX: the largest we build is the configured
-    // maximum message size plus a letter and a tag.
-    out.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
-    out.extend_from_slice(body);
+    let mut out = BytesMut::new();
+    encode_into(&mut out, body);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_util::codec::Decoder;
 
     #[test]
     fn letters_round_trip() {
@@ -115,28 +153,40 @@ mod tests {
     }
 
     #[test]
-    fn codec_reads_frame_stream_framing_byte_by_byte() {
-        let mut codec = codec(DEFAULT_MAX_FRAME);
+    fn decoder_reads_frame_stream_framing_byte_by_byte() {
         let wire = [encode(b"Thello"), encode(b"Tworld")].concat();
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         for b in wire {
             buf.put_u8(b);
-            while let Ok(Some(frame)) = codec.decode(&mut buf) {
+            while let Ok(Some(frame)) = decode(&mut buf, DEFAULT_MAX_FRAME) {
                 got.push(frame.to_vec());
             }
         }
         assert_eq!(got, vec![b"Thello".to_vec(), b"Tworld".to_vec()]);
+        assert!(buf.is_empty());
         assert_eq!(&encode(b"Tx")[..], &[0, 0, 0, 2, b'T', b'x'], "4-byte big-endian length");
     }
 
     #[test]
-    fn codec_refuses_an_oversized_length_before_buffering() {
-        let mut small = codec(100);
+    fn decoder_refuses_an_oversized_length_before_buffering_and_reserves_nothing() {
         let mut buf = BytesMut::from(&[0u8, 0, 0, 101][..]);
-        assert!(small.decode(&mut buf).is_err());
+        assert_eq!(decode(&mut buf, 100), Err(Error::FrameTooLarge { max: 100 }));
         let mut buf = BytesMut::from(&[0xffu8, 0xff, 0xff, 0xff][..]);
-        assert!(codec(DEFAULT_MAX_FRAME).decode(&mut buf).is_err());
+        assert!(decode(&mut buf, DEFAULT_MAX_FRAME).is_err());
+        // A declared megabyte, four bytes on the wire: nothing grows.
+        let mut buf = BytesMut::from(&[0u8, 0x10, 0, 0, b'T'][..]);
+        let cap = buf.capacity();
+        assert_eq!(decode(&mut buf, 2 << 20), Ok(None));
+        assert_eq!(buf.capacity(), cap);
+        assert_eq!(wanted(&buf), (1 << 20) + 4 - 5);
+        assert_eq!(wanted(&[0, 0]), 2);
+    }
+
+    #[test]
+    fn an_empty_frame_decodes_and_the_core_refuses_it() {
+        let mut buf = encode(b"");
+        assert_eq!(decode(&mut buf, 10).unwrap().map(|b| b.len()), Some(0));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::event::PeerInfo;
 use super::frame::Letter;
 use super::keys::Key;
 use super::payload::{self, Reply};
-use super::state::{handshake, State};
+use super::state::{handshake, Link, State};
 use super::suite::{Handshake, Pattern};
 use crate::error::{Error, Result};
 
@@ -65,17 +65,25 @@ pub(super) fn reply(
             _ => return Err(Error::Decrypt),
         },
     };
-    let native = match reply {
-        Reply::Native => true,
-        Reply::Legacy => false,
+    let limits = match reply {
+        Reply::Native(limits) => Some(limits),
+        Reply::Legacy => None,
         Reply::Refused(code) => return Err(refusal(&code, hs.is_raw(), &agent)),
     };
     // Raw mode proves no key, whatever we dialled with.
     let key = key.filter(|_| !hs.is_raw());
     // The responder wrote the last message, so it sends with the first key.
     let transport = hs.into_transport(false)?;
-    let peer = PeerInfo { agent: Some(agent), pattern, native, key, initiator: true };
-    Ok(cx.open(now, transport, peer))
+    let peer = PeerInfo { agent: Some(agent), pattern, native: limits.is_some(), key, initiator: true };
+    let mut link = Link::new(transport, peer, limits);
+    if limits.is_some() {
+        // Our first transport message proves to the responder that we hold the
+        // keys, so it may route to this link (docs/PROTOCOL.md §5a).
+        let c = link.confirmation(cx.cfg.limits())?;
+        cx.transmits.push_back(c);
+        cx.sent(now);
+    }
+    Ok(cx.open(now, link))
 }
 
 /// The error for a refusal code from an authenticated `A`.

@@ -3,10 +3,20 @@
 //! An agent id is the base64url (unpadded) text of an Ed25519 public key. The
 //! node's Noise static pair is the X25519 pair that the standard birational map
 //! derives from its Ed25519 pair, so an agent id alone names its Noise key.
+//!
+//! One key must answer to one agent string, and no key may be one whose
+//! Diffie-Hellman results are all zero (docs/PROTOCOL.md §5b): ids are read
+//! only in their canonical spelling (no padding, zero trailing bits), name a
+//! key only when they encode a canonical Ed25519 point that is not of small
+//! order, and small-order X25519 keys are refused wherever a key enters.
 
-use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::alphabet::URL_SAFE as URL_SAFE_ALPHABET;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::MontgomeryPoint;
+use ed25519_dalek::SigningKey;
 
 /// An X25519 key (public or private): 32 bytes.
 pub type Key = [u8; 32];
@@ -79,18 +89,58 @@ impl Identity {
     }
 }
 
-/// The X25519 public key named by an agent id, when the id is the base64url
-/// text of a valid Ed25519 point. `None` for anything else (for example the
-/// ids of nodes that run with plain X25519 keys, whose keys come from the store).
+/// The X25519 public key named by an agent id, when the id is the canonical
+/// base64url text of a canonical Ed25519 point that is not of small order.
+/// `None` for anything else (for example the ids of nodes that run with plain
+/// X25519 keys, whose keys come from the store).
 pub fn agent_key(agent: &str) -> Option<Key> {
     ed25519_to_x25519(&decode(agent)?.try_into().ok()?)
 }
 
 /// The X25519 key of an Ed25519 public key (the birational map libsodium
 /// calls `crypto_sign_ed25519_pk_to_curve25519`); `None` when the bytes are
-/// not an Ed25519 point.
+/// not the canonical encoding of a point, or the point is of small order.
 pub fn ed25519_to_x25519(ed: &[u8; 32]) -> Option<Key> {
-    Some(VerifyingKey::from_bytes(ed).ok()?.to_montgomery().to_bytes())
+    let compressed = CompressedEdwardsY(*ed);
+    let point = compressed.decompress()?;
+    if point.compress() != compressed || point.is_small_order() {
+        return None;
+    }
+    Some(point.to_montgomery().to_bytes())
+}
+
+/// True for an X25519 key of small order: every Diffie-Hellman result with
+/// it is zero, so a handshake with it proves nothing. (A clamped scalar is a
+/// multiple of the cofactor, which sends exactly those points to zero.)
+pub fn is_weak(key: &Key) -> bool {
+    MontgomeryPoint(*key).mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
+}
+
+/// Why an agent id is refused, if it is: another spelling of a key's bytes
+/// (padding, trailing bits), or an Ed25519 id that is not canonical or is of
+/// small order. Other strings are opaque names (raw mode, plain-key nodes).
+pub fn check_agent_id(agent: &str) -> Result<(), &'static str> {
+    if agent.is_empty() {
+        return Err("an agent id cannot be empty");
+    }
+    let lenient = GeneralPurpose::new(
+        &URL_SAFE_ALPHABET,
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let Ok(bytes) = lenient.decode(agent) else { return Ok(()) };
+    let Ok(ed) = <[u8; 32]>::try_from(bytes) else { return Ok(()) };
+    if decode(agent).is_none() {
+        return Err("not the canonical spelling of its 32 bytes (no padding, zero trailing bits)");
+    }
+    let compressed = CompressedEdwardsY(ed);
+    match compressed.decompress() {
+        None => Ok(()), // not a point: the id of a plain X25519 key
+        Some(p) if p.compress() != compressed => Err("not the canonical encoding of its Ed25519 point"),
+        Some(p) if p.is_small_order() => Err("an Ed25519 point of small order"),
+        Some(_) => Ok(()),
+    }
 }
 
 /// base64url without padding, the form of `mychips.agents.agent`.
@@ -98,9 +148,10 @@ pub fn encode(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Decode base64url text, with or without padding.
+/// Decode canonical base64url: no padding, zero trailing bits, so each byte
+/// string has exactly one spelling.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text).or_else(|_| URL_SAFE.decode(text)).ok()
+    URL_SAFE_NO_PAD.decode(text).ok()
 }
 
 /// Check that a key given by the caller has the length of an X25519 key.
@@ -111,7 +162,7 @@ pub fn key_from_slice(bytes: &[u8]) -> Option<Key> {
 /// The X25519 public key of a private key (the scalar is clamped first, as
 /// X25519 always does), for nodes that hold only their private key.
 pub fn public_from_private(private: &Key) -> Key {
-    curve25519_dalek::MontgomeryPoint::mul_base_clamped(*private).to_bytes()
+    MontgomeryPoint::mul_base_clamped(*private).to_bytes()
 }
 
 #[cfg(test)]
@@ -171,6 +222,46 @@ mod tests {
         assert!(Identity::from_libsodium_secret(&[0; 32]).is_err());
         let plain = Identity::from_x25519(id.private, "plain".into());
         assert_eq!(plain.public, id.public);
+    }
+
+    #[test]
+    fn weak_keys_and_aliased_ids_are_refused() {
+        // The Edwards identity point: its X25519 key is 0, every DH with it is 0.
+        let identity = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(agent_key(identity), None);
+        assert_eq!(check_agent_id(identity), Err("an Ed25519 point of small order"));
+        assert!(
+            is_weak(&[0u8; 32])
+                && is_weak(&{
+                    let mut k = [0u8; 32];
+                    k[0] = 1;
+                    k
+                })
+        );
+        let id = Identity::from_seed(&[7u8; 32]);
+        assert!(!is_weak(&id.public));
+        assert_eq!(check_agent_id(&id.agent), Ok(()));
+        // Padded, and with non-zero trailing bits: other spellings of the same bytes.
+        assert!(check_agent_id(&format!("{}=", id.agent)).is_err());
+        let mut chars: Vec<char> = id.agent.chars().collect();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let pos = alphabet.find(chars[42]).unwrap();
+        chars[42] = alphabet.chars().nth(pos ^ 1).unwrap(); // flips a trailing (padding) bit
+        let alias: String = chars.into_iter().collect();
+        assert!(decode(&alias).is_none(), "a non-canonical spelling does not decode");
+        assert!(check_agent_id(&alias).is_err());
+        assert_eq!(agent_key(&alias), None);
+        // A non-canonical point encoding: y = p + 1 = 2^255 - 18 (little-endian
+        // 0xee, 0xff .. 0xff, 0x7f), which is y = 1 spelled above the field prime.
+        let mut y = [0xffu8; 32];
+        y[0] = 0xee;
+        y[31] = 0x7f;
+        assert_eq!(ed25519_to_x25519(&y), None, "y above the field prime is not canonical");
+        assert!(check_agent_id(&encode(&y)).is_err());
+        // Opaque names are not ids of keys, and pass.
+        assert_eq!(check_agent_id("raw-child"), Ok(()));
+        assert_eq!(check_agent_id("UDY1NDM0"), Ok(()));
+        assert!(check_agent_id("").is_err());
     }
 
     #[test]

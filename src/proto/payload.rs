@@ -9,9 +9,11 @@
 //!   bare number to its application, and a JavaScript initiator never sends one
 //!   (it puts its first application message there), so a number means native.
 //! - `Q`: `{"native": 1}` (JavaScript nodes send no `Q`).
-//! - `A`: to a native initiator, an object with `native` and `ok` (or
-//!   `refused` and a code); to a JavaScript initiator, nothing (empty payload),
-//!   which its application never sees.
+//! - `A`: to a native initiator, an object with `native`, `ok` and our limits
+//!   `max` (message) and `frame` (or `refused` and a code); to a JavaScript
+//!   initiator, nothing (empty payload), which its application never sees.
+//! - `C` (a transport message, docs/PROTOCOL.md §5a): the native initiator's
+//!   limits, `{"max": .., "frame": ..}`.
 //!
 //! Anything else is a legacy payload. A legacy `I` or `K` may carry the
 //! initiator's first application message (early, replayable data).
@@ -19,6 +21,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::frame::{DEFAULT_MAX_FRAME, DEFAULT_MAX_MESSAGE};
+use super::transport::Limits;
 use crate::error::{Error, Result};
 
 /// The native protocol version we speak and announce.
@@ -60,8 +64,8 @@ pub enum KeyHello {
 /// The payload of an `A`, as an initiator reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// A native responder accepted us.
-    Native,
+    /// A native responder accepted us, and what it accepts.
+    Native(Limits),
     /// A native responder refused us, with the error code it gave.
     Refused(String),
     /// A JavaScript responder (empty or foreign payload): legacy rules apply.
@@ -144,12 +148,36 @@ pub fn parse_query_hello(bytes: &[u8]) -> Result<()> {
     }
 }
 
-/// The `A` payload for an initiator we accept.
-pub fn accept_reply(native_initiator: bool) -> Vec<u8> {
+/// The `A` payload for an initiator we accept: to a native one, our limits.
+pub fn accept_reply(native_initiator: bool, ours: Limits) -> Vec<u8> {
     if native_initiator {
-        serde_json::json!({ "native": NATIVE_VERSION, "ok": true }).to_string().into_bytes()
+        serde_json::json!({ "native": NATIVE_VERSION, "ok": true, "max": ours.max_message, "frame": ours.max_frame })
+            .to_string()
+            .into_bytes()
     } else {
         Vec::new()
+    }
+}
+
+/// The `C` payload: a native initiator's limits.
+pub fn confirm(ours: Limits) -> Vec<u8> {
+    serde_json::json!({ "max": ours.max_message, "frame": ours.max_frame }).to_string().into_bytes()
+}
+
+/// Limits named in an `A` or `C` object; a missing or unusable one is taken
+/// as the protocol default (a native node that predates the exchange).
+pub fn limits_in(m: &Map<String, Value>) -> Limits {
+    let get = |key: &str, default: usize| {
+        m.get(key).and_then(Value::as_u64).and_then(|v| usize::try_from(v).ok()).filter(|&v| v > 0).unwrap_or(default)
+    };
+    Limits { max_message: get("max", DEFAULT_MAX_MESSAGE), max_frame: get("frame", DEFAULT_MAX_FRAME) }
+}
+
+/// Read a `C` payload.
+pub fn parse_confirm(bytes: &[u8]) -> Result<Limits> {
+    match serde_json::from_slice::<Value>(bytes).map_err(|e| json_error("C", e))? {
+        Value::Object(m) => Ok(limits_in(&m)),
+        _ => Err(Error::BadPayload("C: expected a JSON object".into())),
     }
 }
 
@@ -167,13 +195,16 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
     }
     match m.get("refused") {
         Some(code) => Reply::Refused(code.as_str().unwrap_or("ERR_PEER_REFUSED").to_owned()),
-        None => Reply::Native,
+        None => Reply::Native(limits_in(&m)),
     }
 }
 
-/// Check that a transport message is exactly one JSON object (docs/PROTOCOL.md §3).
+/// Check that a transport message is exactly one JSON object in valid UTF-8
+/// (docs/PROTOCOL.md §3). (serde_json skips string contents it need not
+/// read, so UTF-8 is checked first: nothing is replaced on the way to the
+/// application.)
 pub fn check_message(bytes: &[u8]) -> Result<()> {
-    if !opens_object(bytes) {
+    if !opens_object(bytes) || std::str::from_utf8(bytes).is_err() {
         return Err(Error::BadMessage);
     }
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|_| Error::BadMessage)?;
@@ -248,21 +279,32 @@ mod tests {
         assert!(parse_identity_hello(b"\"\"").is_err());
     }
 
+    const LIMITS: Limits = Limits { max_message: 5000, max_frame: 2000 };
+
     #[test]
     fn replies() {
-        assert_eq!(parse_reply(&accept_reply(true)), Reply::Native);
-        assert_eq!(parse_reply(&accept_reply(false)), Reply::Legacy);
+        assert_eq!(parse_reply(&accept_reply(true, LIMITS)), Reply::Native(LIMITS));
+        assert_eq!(parse_reply(&accept_reply(false, LIMITS)), Reply::Legacy);
+        let defaults = Limits { max_message: DEFAULT_MAX_MESSAGE, max_frame: DEFAULT_MAX_FRAME };
+        assert_eq!(parse_reply(br#"{"native":1,"ok":true}"#), Reply::Native(defaults), "no limits named: the defaults");
         assert_eq!(parse_reply(&refuse_reply("ERR_X")), Reply::Refused("ERR_X".into()));
         assert_eq!(parse_reply(br#"{"target":1}"#), Reply::Legacy);
         // A JavaScript initiator hands on an A payload of at most one key; ours has two.
-        let v: Map<String, Value> = serde_json::from_slice(&accept_reply(true)).unwrap();
+        let v: Map<String, Value> = serde_json::from_slice(&accept_reply(true, LIMITS)).unwrap();
         assert!(v.len() >= 2);
+    }
+
+    #[test]
+    fn confirmation_carries_the_initiators_limits() {
+        assert_eq!(parse_confirm(&confirm(LIMITS)).unwrap(), LIMITS);
+        assert!(parse_confirm(b"[1]").is_err());
+        assert_eq!(parse_confirm(br#"{"max":0,"frame":"x"}"#).unwrap().max_frame, DEFAULT_MAX_FRAME);
     }
 
     #[test]
     fn messages_must_be_objects() {
         assert!(check_message(br#" {"a":[1,2]} "#).is_ok());
-        for bad in [&b"[1]"[..], b"1", b"\"s\"", b"{", b"", b"{} {}", b"\xff"] {
+        for bad in [&b"[1]"[..], b"1", b"\"s\"", b"{", b"", b"{} {}", b"\xff", b"{\"a\":\"\xff\xfe\"}"] {
             assert_eq!(check_message(bad), Err(Error::BadMessage), "{bad:?}");
         }
     }

@@ -18,7 +18,7 @@
 //!   "no key" refuses the caller as it would with encryption.
 
 use super::config::Config;
-use super::keys::{agent_key, Key};
+use super::keys::{agent_key, is_weak, Key};
 use crate::error::{Error, Result};
 
 /// Responder, IK: check the caller's proven key against the agent it claims.
@@ -47,9 +47,14 @@ pub fn caller_key(cfg: &Config, agent: &str, allowed: bool, stored: Option<Key>)
     key_of(agent, stored).map(Some)
 }
 
-/// An agent's key: the one the store holds, else the one its id names.
+/// An agent's key: the one the store holds, else the one its id names. A
+/// key of small order proves nothing and is refused (docs/PROTOCOL.md §5b).
 fn key_of(agent: &str, stored: Option<Key>) -> Result<Key> {
-    stored.or_else(|| agent_key(agent)).ok_or_else(|| Error::UnknownPeer { agent: agent.to_owned() })
+    let key = stored.or_else(|| agent_key(agent)).ok_or_else(|| Error::UnknownPeer { agent: agent.to_owned() })?;
+    if is_weak(&key) {
+        return Err(Error::WeakKey(format!("the key of {agent} is of small order")));
+    }
+    Ok(key)
 }
 
 /// Initiator: how the responder's key is found.
@@ -63,12 +68,13 @@ pub enum DialKey {
     Ask,
 }
 
-pub fn dial_key(cfg: &Config, given: Option<Key>) -> DialKey {
-    match given {
+pub fn dial_key(cfg: &Config, given: Option<Key>) -> Result<DialKey> {
+    Ok(match given {
         _ if cfg.is_raw() => DialKey::Raw,
+        Some(k) if is_weak(&k) => return Err(Error::WeakKey("the key given for the agent is of small order".into())),
         Some(k) => DialKey::Given(k),
         None => DialKey::Ask,
-    }
+    })
 }
 
 /// Initiator: the store's key for `agent`, else the one its id names.
@@ -103,9 +109,12 @@ mod tests {
     fn dial_key_order_is_given_then_stored_then_derived() {
         let enc = Config { identity: Some(Identity::from_seed(&[3; 32])), ..Config::default() };
         let a = Identity::from_seed(&[1; 32]);
-        assert_eq!(dial_key(&Config::default(), Some(a.public)), DialKey::Raw);
-        assert_eq!(dial_key(&enc, Some(a.public)), DialKey::Given(a.public));
-        assert_eq!(dial_key(&enc, None), DialKey::Ask);
+        assert_eq!(dial_key(&Config::default(), Some(a.public)).ok(), Some(DialKey::Raw));
+        assert_eq!(dial_key(&enc, Some(a.public)).ok(), Some(DialKey::Given(a.public)));
+        assert_eq!(dial_key(&enc, None).ok(), Some(DialKey::Ask));
+        assert!(matches!(dial_key(&enc, Some([0; 32])), Err(Error::WeakKey(_))));
+        assert!(matches!(key_for_dial("plain-agent", Some([0; 32])), Err(Error::WeakKey(_))));
+        assert!(matches!(caller_key(&enc, "plain-agent", true, Some([0; 32])), Err(Error::WeakKey(_))));
         assert_eq!(key_for_dial("plain-agent", Some([9; 32])).ok(), Some([9; 32]));
         assert_eq!(key_for_dial(&a.agent, Some([9; 32])).ok(), Some([9; 32]), "the store's key wins");
         assert_eq!(key_for_dial(&a.agent, None).ok(), Some(a.public));

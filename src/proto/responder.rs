@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::conn::Context;
 use super::event::{Answer, Event, Need, PeerInfo};
 use super::frame::Letter;
-use super::keys::Key;
+use super::keys::{self, Key};
 use super::payload::{self, KeyHello, TicketHello};
 use super::policy;
 use super::state::{handshake, State};
@@ -49,10 +49,15 @@ pub(super) fn ticket_hello(cx: &mut Context, message: &[u8]) -> Result<State> {
     let mut hs = handshake(cx, "IK", false, true, None)?;
     let hello = read_hello(cx, &mut hs, message, payload::parse_ticket_hello)?;
     cx.claimed = Some(hello.from.agent.clone());
+    keys::check_agent_id(&hello.from.agent).map_err(|why| Error::BadPayload(format!("I: from.agent: {why}")))?;
     let proven = hs.remote_static();
+    if proven.as_ref().is_some_and(keys::is_weak) {
+        return Err(Error::WeakKey("the caller's static key is of small order".into()));
+    }
     match (hello.timestamp, proven) {
         (Some(ts), Some(key)) if !cx.replay_table()?.is_fresh(&key, ts) => return Err(Error::Replay),
         (None, _) if !cx.cfg.accept_legacy => return Err(Error::LegacyRefused),
+        (None, Some(key)) if cx.replay_table()?.seen_native(&key) => return Err(downgrade()),
         _ => {}
     }
     if hs.is_raw() {
@@ -117,6 +122,7 @@ pub(super) fn identity(cx: &mut Context, message: &[u8]) -> Result<State> {
     let mut hs = handshake(cx, "N", false, true, None)?;
     let agent = read_hello(cx, &mut hs, message, payload::parse_identity_hello)?;
     cx.claimed = Some(agent.clone());
+    keys::check_agent_id(&agent).map_err(|why| Error::BadPayload(format!("N: agent id: {why}")))?;
     if !policy::asks_for_caller(&cx.cfg) {
         return Ok(State::AwaitKey { agent, key: None });
     }
@@ -134,14 +140,17 @@ pub(super) fn caller_key(
     answer: Answer,
 ) -> Result<State> {
     let key = match answer {
-        Answer::Partner { allowed, key } => policy::caller_key(&cx.cfg, &agent, allowed, key)?,
+        Answer::Partner { allowed, key } => policy::caller_key(&cx.cfg, &agent, allowed, key),
         Answer::Failed(Error::LookupFailed(why)) => return Err(Error::LookupFailed(format!("key of {agent}: {why}"))),
         Answer::Failed(err) => return Err(err),
         other => return Err(unasked(&other)),
     };
-    match early_k {
-        Some(k) => key_hello(cx, now, agent, key, &k),
-        None => Ok(State::AwaitKey { agent, key }),
+    match (key, early_k) {
+        (Ok(key), Some(k)) => key_hello(cx, now, agent, key, &k),
+        (Ok(key), None) => Ok(State::AwaitKey { agent, key }),
+        (Err(err), Some(_)) => Err(err),
+        // Wait for K before closing, as with a K that does not decrypt.
+        (Err(err), None) => Ok(State::Refusing { err }),
     }
 }
 
@@ -170,6 +179,9 @@ pub(super) fn key_hello(
             None
         }
         KeyHello::Legacy { .. } if !cx.cfg.accept_legacy => return Err(Error::LegacyRefused),
+        KeyHello::Legacy { .. } if key.is_some_and(|k| cx.replay_table().is_ok_and(|t| t.seen_native(&k))) => {
+            return Err(downgrade())
+        }
         KeyHello::Legacy { early } => early,
     };
     let peer = PeerInfo { agent: Some(agent), pattern: Pattern::KK, native, key, initiator: false };
@@ -192,13 +204,19 @@ fn unasked(answer: &Answer) -> Error {
     Error::Internal(format!("an answer to a question not asked: {answer:?}"))
 }
 
-/// Send `A` and open the link.
-fn accept(cx: &mut Context, now: Instant, mut hs: Handshake, peer: PeerInfo, early: Option<Vec<u8>>) -> Result<State> {
-    let reply = hs.write(&payload::accept_reply(peer.native))?;
+/// A legacy handshake from a key that came native before: refused, or the
+/// downgrade would reopen replays (docs/PROTOCOL.md §5a).
+fn downgrade() -> Error {
+    Error::LegacyRefused
+}
+
+/// Send `A`; the link waits for the initiator's confirmation before it opens.
+fn accept(cx: &mut Context, _now: Instant, mut hs: Handshake, peer: PeerInfo, early: Option<Vec<u8>>) -> Result<State> {
+    let reply = hs.write(&payload::accept_reply(peer.native, cx.cfg.limits()))?;
     cx.transmit(Letter::A, &reply);
     // We wrote the last handshake message, so we send with the first key.
     let transport = hs.into_transport(true)?;
-    let state = cx.open(now, transport, peer);
+    let state = cx.accepted(transport, peer);
     if let Some(data) = early {
         cx.event(Event::Message { data, early: true });
     }
@@ -210,7 +228,14 @@ fn accept(cx: &mut Context, now: Instant, mut hs: Handshake, peer: PeerInfo, ear
 /// sees the connection close.
 fn refuse(cx: &mut Context, mut hs: Handshake, native: bool, err: Error) -> Result<State> {
     if native {
-        let reply = hs.write(&payload::refuse_reply(err.code()))?;
+        // Whether we know the claimed agent at all is not the caller's business:
+        // a key that is not the agent's, and an agent we know no key for, read alike.
+        let code = if let Error::UnknownPeer { .. } = err {
+            Error::KeyMismatch { agent: String::new() }.code()
+        } else {
+            err.code()
+        };
+        let reply = hs.write(&payload::refuse_reply(code))?;
         cx.transmit(Letter::A, &reply);
     }
     Err(err)

@@ -1,9 +1,9 @@
 //! The connection's states and the transitions between them
-//! (docs/PROTOCOL.md §4). Every transition takes the state by value and
+//! (docs/PROTOCOL.md §4, §5a). Every transition takes the state by value and
 //! returns the next one, so a state can only be kept by handing it back; an
 //! `Err` ends the connection. The handshake steps of each role live in
 //! `initiator` and `responder`; this module dispatches to them and owns what
-//! both roles share once a link is open.
+//! both roles share once the handshake is done.
 
 use std::time::Instant;
 
@@ -15,20 +15,26 @@ use super::keys::Key;
 use super::payload::{self, TicketHello};
 use super::responder;
 use super::suite::{Handshake, Pattern};
-use super::transport::{Reassembler, Transport};
+use super::transport::{Limits, Reassembler, Transport};
 use crate::error::{CloseReason, Error, Result};
 
-/// An open link: its ciphers, who is at the other end, and a message being
-/// reassembled from fragments.
+/// A link whose handshake is done: its ciphers, who is at the other end,
+/// what that end accepts, and a message being reassembled from fragments.
 pub(super) struct Link {
     transport: Transport,
     peer: PeerInfo,
+    /// What a native peer accepts; `None` for a JavaScript peer.
+    limits: Option<Limits>,
     reassembly: Reassembler,
 }
 
 impl Link {
-    pub fn new(transport: Transport, peer: PeerInfo) -> Self {
-        Self { transport, peer, reassembly: Reassembler::default() }
+    /// A link to `peer`; `limits` is what a native peer said it accepts.
+    pub fn new(mut transport: Transport, peer: PeerInfo, limits: Option<Limits>) -> Self {
+        if peer.native {
+            transport.set_native();
+        }
+        Self { transport, peer, limits, reassembly: Reassembler::default() }
     }
 
     pub fn peer(&self) -> &PeerInfo {
@@ -36,18 +42,50 @@ impl Link {
     }
 
     pub fn seal(&mut self, message: &[u8]) -> Result<Vec<Vec<u8>>> {
-        self.transport.seal_message(message, self.peer.native)
+        // A native peer that named no limits takes the protocol's defaults.
+        let native = self.peer.native.then(|| self.limits.unwrap_or_else(default_limits));
+        self.transport.seal_message(message, native)
     }
 
-    /// A `T` or `F` arrived: decrypt it, and report the message it completes.
+    /// An empty `T`: a native keepalive, delivered to nobody.
+    pub fn keepalive(&mut self) -> Result<Vec<u8>> {
+        self.transport.seal(Letter::T, b"")
+    }
+
+    /// A `C` for the responder: our limits, as the first transport message.
+    pub fn confirmation(&mut self, ours: Limits) -> Result<Vec<u8>> {
+        self.transport.seal(Letter::C, &payload::confirm(ours))
+    }
+
+    /// The largest frame body we take on this link now.
+    pub fn frame_limit(&self, cx: &Context) -> usize {
+        if self.peer.native {
+            cx.cfg.max_frame
+        } else {
+            cx.cfg.legacy_frame_limit()
+        }
+    }
+
+    /// A `T`, `F` or `C` arrived: decrypt it, and act on what it completes.
     fn receive(&mut self, cx: &mut Context, letter: Letter, message: &[u8]) -> Result<()> {
-        let piece = self.transport.open(message)?;
+        let piece = self.transport.open(letter, message)?;
+        if letter == Letter::C {
+            self.limits = Some(payload::parse_confirm(&piece)?);
+            return Ok(());
+        }
+        if piece.is_empty() && letter == Letter::T && self.peer.native && self.reassembly.is_idle() {
+            return Ok(()); // a keepalive
+        }
         if let Some(whole) = self.reassembly.push(piece, letter == Letter::T, cx.cfg.max_message)? {
             payload::check_message(&whole)?;
             cx.event(Event::Message { data: whole, early: false });
         }
         Ok(())
     }
+}
+
+fn default_limits() -> Limits {
+    Limits { max_message: frame::DEFAULT_MAX_MESSAGE, max_frame: frame::DEFAULT_MAX_FRAME }
 }
 
 pub(super) enum State {
@@ -72,7 +110,7 @@ pub(super) enum State {
         hello: TicketHello,
         proven: Option<Key>,
     },
-    /// Responder, after `N`: asking for the caller's key. `K` may arrive meanwhile.
+    /// Responder, after `N`: asking whether the caller is a partner. `K` may arrive meanwhile.
     IdentityKey {
         agent: String,
         early_k: Option<Vec<u8>>,
@@ -82,6 +120,15 @@ pub(super) enum State {
         agent: String,
         key: Option<Key>,
     },
+    /// Responder: the caller may not connect, but the wire must not say so
+    /// before its `K` arrives, as with a caller whose `K` fails to decrypt:
+    /// known and unknown agents look alike (docs/PROTOCOL.md §5a).
+    Refusing {
+        err: Error,
+    },
+    /// Responder: `A` is sent, and the link waits for the initiator's first
+    /// authenticated frame. Until then it routes nothing (docs/PROTOCOL.md §5a).
+    Unconfirmed(Box<Link>),
     Open(Box<Link>),
     /// Closing in order: we send nothing more but still read what was in flight.
     Draining(Box<Link>),
@@ -94,11 +141,21 @@ impl State {
             Self::AwaitReply { .. } => "waiting for the handshake reply",
             Self::AwaitHello => "waiting for a handshake",
             Self::TicketKey { .. } | Self::TicketCheck { .. } => "checking a ticket",
-            Self::IdentityKey { .. } => "looking up the caller's key",
-            Self::AwaitKey { .. } => "waiting for K",
+            Self::IdentityKey { .. } => "looking up the caller",
+            Self::AwaitKey { .. } | Self::Refusing { .. } => "waiting for K",
+            Self::Unconfirmed(_) => "waiting for the initiator's confirmation",
             Self::Open(_) => "open",
             Self::Draining(_) => "closing",
             Self::Closed => "closed",
+        }
+    }
+
+    /// The largest frame body taken now (docs/PROTOCOL.md §6): `max_frame`
+    /// until a link is open, more only from a JavaScript peer of an open link.
+    pub fn frame_limit(&self, cx: &Context) -> usize {
+        match self {
+            Self::Open(l) | Self::Draining(l) | Self::Unconfirmed(l) => l.frame_limit(cx),
+            _ => cx.cfg.max_frame,
         }
     }
 
@@ -107,9 +164,7 @@ impl State {
         let (byte, message) = frame::split(body)?;
         let letter = Letter::from_byte(byte);
         // Cheap checks first: size, then letter, before any cryptography.
-        let legacy_transport = matches!((&self, letter),
-            (Self::Open(l) | Self::Draining(l), Some(Letter::T)) if !l.peer.native);
-        let limit = if legacy_transport { cx.cfg.codec_limit() } else { cx.cfg.max_frame };
+        let limit = self.frame_limit(cx);
         if body.len() > limit {
             return Err(Error::FrameTooLarge { max: limit });
         }
@@ -121,8 +176,17 @@ impl State {
                 Ok(Self::IdentityKey { agent, early_k: Some(message.to_vec()) })
             }
             (Self::AwaitKey { agent, key }, Some(Letter::K)) => responder::key_hello(cx, now, agent, key, message),
+            (Self::Refusing { err }, Some(Letter::K)) => Err(err),
             (Self::AwaitReply { hs, pattern, agent, key }, Some(Letter::A)) => {
                 initiator::reply(cx, now, hs, pattern, agent, key, message)
+            }
+            // Only the holder of the keys can write this frame: the link is confirmed.
+            (Self::Unconfirmed(mut link), Some(l @ (Letter::T | Letter::F | Letter::C))) => {
+                if l == Letter::C && !link.peer.native {
+                    return Err(Error::UnexpectedLetter { letter: 'C', state: "open (C is for native initiators)" });
+                }
+                link.receive(cx, l, message)?;
+                Ok(cx.confirm(now, link))
             }
             (Self::Open(mut link), Some(l @ (Letter::T | Letter::F))) => {
                 cx.touch(now);
@@ -164,6 +228,12 @@ impl State {
         match self {
             Self::Draining(_) if due(cx.timers.drain) => Ok(Self::Closed),
             Self::Open(link) if due(cx.timers.idle) => Ok(cx.begin_close(now, link, CloseReason::IdleTimeout)),
+            Self::Open(mut link) if due(cx.timers.keepalive) => {
+                let body = link.keepalive()?;
+                cx.transmits.push_back(body);
+                cx.sent(now);
+                Ok(Self::Open(link))
+            }
             state @ (Self::Open(_) | Self::Draining(_) | Self::Closed) => Ok(state),
             _ if due(cx.timers.handshake) => {
                 let ms = u64::try_from(cx.cfg.handshake_timeout.as_millis()).unwrap_or(u64::MAX);

@@ -5,6 +5,13 @@
 //! instead of snow's `TransportState`, because snow gives the first Split()
 //! key to the initiator, and MyCHIPs' JavaScript nodes give it to the side
 //! that wrote the last handshake message.
+//!
+//! Between two native nodes every transport message authenticates its header
+//! letter and a protocol version label as associated data, so a `T` cannot
+//! be passed off as an `F` or a `C`, and a later version cannot be confused
+//! with this one. JavaScript nodes use no associated data. (The label cannot
+//! go in the Noise prologue: an initiator does not know, when it writes
+//! message 1, whether the other side is native.)
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
@@ -36,9 +43,22 @@ impl CipherState {
     }
 }
 
+/// Associated data of a native transport message: this label, then the letter.
+pub const AD_LABEL: &[u8] = b"MyCHIPs-noise/1 ";
+
 /// The two transport ciphers of an open connection, or none in raw mode.
 pub struct Transport {
     ciphers: Option<(CipherState, CipherState)>,
+    /// Both ends are native: letters are authenticated.
+    native: bool,
+}
+
+/// What the other end accepts (docs/PROTOCOL.md §6): we fragment to its
+/// frame size and refuse, before writing, a message it would refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message: usize,
+    pub max_frame: usize,
 }
 
 impl std::fmt::Debug for Transport {
@@ -49,11 +69,24 @@ impl std::fmt::Debug for Transport {
 
 impl Transport {
     pub fn new(send: &[u8; 32], recv: &[u8; 32]) -> Self {
-        Self { ciphers: Some((CipherState::new(send), CipherState::new(recv))) }
+        Self { ciphers: Some((CipherState::new(send), CipherState::new(recv))), native: false }
     }
 
     pub fn raw() -> Self {
-        Self { ciphers: None }
+        Self { ciphers: None, native: false }
+    }
+
+    /// Both ends are native: authenticate letters from here on.
+    pub fn set_native(&mut self) {
+        self.native = true;
+    }
+
+    fn ad(&self, letter: Letter) -> Vec<u8> {
+        if self.native {
+            [AD_LABEL, &[letter.byte()]].concat()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The most plaintext that fits in one Noise message.
@@ -67,6 +100,7 @@ impl Transport {
 
     /// Encrypt one piece into a frame body that starts with `letter`.
     pub fn seal(&mut self, letter: Letter, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let ad = self.ad(letter);
         let mut body = Vec::with_capacity(1 + plaintext.len() + TAG_LEN);
         body.push(letter.byte());
         body.extend_from_slice(plaintext);
@@ -74,33 +108,42 @@ impl Transport {
             let nonce = send.next_nonce()?;
             let tag = send
                 .aead
-                .encrypt_in_place_detached(&nonce, b"", &mut body[1..])
+                .encrypt_in_place_detached(&nonce, &ad, &mut body[1..])
                 .map_err(|_| Error::Internal("encryption failed".into()))?;
             body.extend_from_slice(&tag);
         }
         Ok(body)
     }
 
-    /// Decrypt one transport message (the frame body after its letter).
-    pub fn open(&mut self, message: &[u8]) -> Result<Vec<u8>> {
+    /// Decrypt one transport message (the frame body after its `letter`).
+    pub fn open(&mut self, letter: Letter, message: &[u8]) -> Result<Vec<u8>> {
+        let ad = self.ad(letter);
         let Some((_, recv)) = self.ciphers.as_mut() else { return Ok(message.to_vec()) };
         let Some(split) = message.len().checked_sub(TAG_LEN) else { return Err(Error::Decrypt) };
         let (ct, tag) = message.split_at(split);
         let mut buf = ct.to_vec();
         let nonce = recv.next_nonce()?;
-        recv.aead.decrypt_in_place_detached(&nonce, b"", &mut buf, Tag::from_slice(tag)).map_err(|_| Error::Decrypt)?;
+        recv.aead.decrypt_in_place_detached(&nonce, &ad, &mut buf, Tag::from_slice(tag)).map_err(|_| Error::Decrypt)?;
         Ok(buf)
     }
 
     /// Turn one application message into frame bodies. To a native peer a long
-    /// message goes as `F` pieces and a final `T`; a JavaScript peer cannot
-    /// parse `F`, and its Noise library takes an oversized message, so it gets
-    /// one `T` of any size (docs/PROTOCOL.md §9).
-    pub fn seal_message(&mut self, message: &[u8], native_peer: bool) -> Result<Vec<Vec<u8>>> {
-        if !native_peer || message.len() <= self.max_piece() {
+    /// message goes as `F` pieces and a final `T`, each within the peer's
+    /// frame limit; a message beyond its message limit is refused here,
+    /// before anything is written. A JavaScript peer cannot parse `F`, and its
+    /// Noise library takes an oversized message, so it gets one `T` of any
+    /// size (docs/PROTOCOL.md §9).
+    pub fn seal_message(&mut self, message: &[u8], native_peer: Option<Limits>) -> Result<Vec<Vec<u8>>> {
+        let Some(limits) = native_peer else { return Ok(vec![self.seal(Letter::T, message)?]) };
+        if message.len() > limits.max_message {
+            return Err(Error::MessageTooLarge { max: limits.max_message });
+        }
+        let overhead = 1 + if self.ciphers.is_some() { TAG_LEN } else { 0 };
+        let piece = self.max_piece().min(limits.max_frame.saturating_sub(overhead)).max(1);
+        if message.len() <= piece {
             return Ok(vec![self.seal(Letter::T, message)?]);
         }
-        let pieces: Vec<&[u8]> = message.chunks(self.max_piece()).collect();
+        let pieces: Vec<&[u8]> = message.chunks(piece).collect();
         let last = pieces.len() - 1;
         pieces.iter().enumerate().map(|(i, p)| self.seal(if i == last { Letter::T } else { Letter::F }, p)).collect()
     }
@@ -148,7 +191,7 @@ mod tests {
             let msg = format!("{{\"n\":{i}}}");
             let body = x.seal(Letter::T, msg.as_bytes()).unwrap();
             assert_eq!(body.len(), 1 + msg.len() + TAG_LEN);
-            assert_eq!(y.open(&body[1..]).unwrap(), msg.as_bytes());
+            assert_eq!(y.open(Letter::T, &body[1..]).unwrap(), msg.as_bytes());
         }
     }
 
@@ -157,13 +200,13 @@ mod tests {
         let (mut x, mut y) = pair();
         let first = x.seal(Letter::T, b"{}").unwrap();
         let second = x.seal(Letter::T, b"{}").unwrap();
-        assert!(y.open(&second[1..]).is_err(), "reordered");
+        assert!(y.open(Letter::T, &second[1..]).is_err(), "reordered");
         let (mut x, mut y) = pair();
         let first2 = x.seal(Letter::T, b"{}").unwrap();
         assert_eq!(first, first2, "same keys, same nonce, same bytes");
-        y.open(&first2[1..]).unwrap();
-        assert_eq!(y.open(&first2[1..]), Err(Error::Decrypt), "replayed");
-        assert_eq!(y.open(&[0u8; 5]), Err(Error::Decrypt), "shorter than a tag");
+        y.open(Letter::T, &first2[1..]).unwrap();
+        assert_eq!(y.open(Letter::T, &first2[1..]), Err(Error::Decrypt), "replayed");
+        assert_eq!(y.open(Letter::T, &[0u8; 5]), Err(Error::Decrypt), "shorter than a tag");
     }
 
     #[test]
@@ -182,22 +225,56 @@ mod tests {
         assert_eq!(&ours[1..], &buf[..]);
     }
 
+    const DEFAULTS: Limits = Limits { max_message: 1 << 20, max_frame: MAX_NOISE_MESSAGE + 1 };
+
+    fn native_pair() -> (Transport, Transport) {
+        let (mut x, mut y) = pair();
+        x.set_native();
+        y.set_native();
+        (x, y)
+    }
+
     #[test]
     fn long_messages_fragment_for_native_peers_only() {
-        let (mut x, mut y) = pair();
+        let (mut x, mut y) = native_pair();
         let msg = vec![b'a'; 150_000];
-        let frames = x.seal_message(&msg, true).unwrap();
+        let frames = x.seal_message(&msg, Some(DEFAULTS)).unwrap();
         let letters: Vec<u8> = frames.iter().map(|f| f[0]).collect();
         assert_eq!(letters, b"FFT");
         assert!(frames.iter().all(|f| f.len() <= MAX_NOISE_MESSAGE + 1));
         let mut r = Reassembler::default();
         let mut whole = None;
         for f in &frames {
-            whole = r.push(y.open(&f[1..]).unwrap(), f[0] == b'T', 1 << 20).unwrap();
+            let letter = Letter::from_byte(f[0]).unwrap();
+            whole = r.push(y.open(letter, &f[1..]).unwrap(), letter == Letter::T, 1 << 20).unwrap();
         }
         assert_eq!(whole.unwrap(), msg);
-        let legacy = x.seal_message(&msg, false).unwrap();
+        let legacy = pair().0.seal_message(&msg, None).unwrap();
         assert_eq!(legacy.len(), 1, "a JavaScript node gets one oversized T");
+    }
+
+    #[test]
+    fn fragments_fit_the_peers_frame_limit_and_its_message_limit_is_kept_here() {
+        let (mut x, _) = native_pair();
+        let small = Limits { max_message: 10_000, max_frame: 1024 };
+        let frames = x.seal_message(&vec![b'a'; 5000], Some(small)).unwrap();
+        assert!(frames.iter().all(|f| f.len() <= 1024), "{:?}", frames.iter().map(Vec::len).collect::<Vec<_>>());
+        assert_eq!(frames.len(), 5);
+        assert_eq!(x.seal_message(&vec![b'a'; 10_001], Some(small)), Err(Error::MessageTooLarge { max: 10_000 }));
+    }
+
+    #[test]
+    fn native_links_authenticate_the_letter() {
+        let (mut x, mut y) = native_pair();
+        let body = x.seal(Letter::T, b"{}").unwrap();
+        assert_eq!(y.open(Letter::F, &body[1..]), Err(Error::Decrypt), "a T relabelled as F");
+        let (mut x, mut y) = native_pair();
+        let body = x.seal(Letter::C, b"{}").unwrap();
+        assert!(y.open(Letter::C, &body[1..]).is_ok());
+        // A legacy pair uses no associated data: the JavaScript module's way.
+        let (mut x, mut y) = pair();
+        let body = x.seal(Letter::T, b"{}").unwrap();
+        assert!(y.open(Letter::F, &body[1..]).is_ok());
     }
 
     #[test]

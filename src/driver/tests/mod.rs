@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::{EventKind, LinkInfo, Peer, PeerConfig, PeerEvent, Sink, Store, Target};
+use super::{DeliveryPermit, EventKind, LinkInfo, Peer, PeerConfig, PeerEvent, Sink, Store, Target};
 use crate::proto::{self, Address, Identity, Key};
 use crate::store::Partner;
 
@@ -43,7 +43,7 @@ struct Recorder {
 }
 
 impl Sink for Recorder {
-    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>) {
+    fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>, _permit: Option<DeliveryPermit>) {
         let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         for (data, _) in batch {
             m.push((from.agent.clone(), String::from_utf8_lossy(&data).into_owned()));

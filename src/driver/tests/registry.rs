@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::queue::{Cmd, Done, Outgoing, SendOptions, Target};
-use crate::driver::registry::{DialOrder, NewLink, Registry, Retire, MAX_ATTEMPTS};
+use crate::driver::registry::{DialOrder, LinkLimits, NewLink, Registry, Retire, MAX_ATTEMPTS};
 use crate::driver::LinkInfo;
 use crate::error::{Error, Result};
 use crate::proto::Pattern;
@@ -18,7 +18,7 @@ const AGENT: &str = "agent-x";
 
 fn registry() -> (Registry, CancellationToken) {
     let shutdown = CancellationToken::new();
-    (Registry::new(shutdown.clone()), shutdown)
+    (Registry::new(shutdown.clone(), LinkLimits { per_agent: 8, referee: 8 }), shutdown)
 }
 
 fn dialable() -> Target {
@@ -57,7 +57,7 @@ fn info(id: u64, pattern: Pattern) -> LinkInfo {
 /// An inbound link whose handshake proved `AGENT`.
 fn open_inbound(reg: &Registry) -> NewLink {
     let link = reg.add_inbound();
-    reg.opened(link.id, &info(link.id, Pattern::KK));
+    reg.opened(link.id, &info(link.id, Pattern::KK)).expect("under the caps");
     link
 }
 
@@ -105,7 +105,7 @@ fn a_send_with_nowhere_to_go_is_rejected_at_once() {
 }
 
 #[test]
-fn an_open_link_is_preferred_to_one_opening_and_the_newest_open_wins() {
+fn an_open_link_is_preferred_to_one_opening_and_the_link_in_use_keeps_the_messages() {
     let (reg, _) = registry();
     let (m, _) = message(1, dialable());
     let mut dialling = reg.submit(m).map(|o| o.link).expect("a dial");
@@ -113,13 +113,47 @@ fn an_open_link_is_preferred_to_one_opening_and_the_newest_open_wins() {
     let (m, _) = message(2, dialable());
     assert!(reg.submit(m).is_none());
     assert_eq!(queued(&mut older.rx).len(), 1, "open beats opening");
+    // A newer link to the same agent opens (the other side dialled at the
+    // same moment): the link in use keeps the messages, so they stay in order.
     let mut newer = open_inbound(&reg);
     let (m, _) = message(3, dialable());
     assert!(reg.submit(m).is_none());
-    assert_eq!(queued(&mut newer.rx).len(), 1, "the newest open link");
-    assert_eq!(queued(&mut older.rx).len(), 0);
+    assert_eq!(queued(&mut older.rx).len(), 1, "the link in use");
+    assert_eq!(queued(&mut newer.rx).len(), 0);
     assert_eq!(queued(&mut dialling.rx).len(), 1, "only the first message");
     assert_eq!(reg.open_links().len(), 2);
+}
+
+#[test]
+fn when_the_link_in_use_retires_its_unsent_messages_go_first_to_the_next() {
+    let (reg, _) = registry();
+    let mut a = open_inbound(&reg);
+    let mut b = open_inbound(&reg);
+    for n in 1..=3 {
+        let (m, _) = message(n, by_agent());
+        assert!(reg.submit(m).is_none());
+    }
+    assert!(reg.retire(a.id, &mut a.rx, Retire::Requeue).is_empty());
+    let (m, _) = message(4, by_agent());
+    assert!(reg.submit(m).is_none());
+    let got: Vec<String> = queued(&mut b.rx).into_iter().map(|(m, _)| m).collect();
+    assert_eq!(got, vec![r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#], "in call order");
+}
+
+#[test]
+fn open_links_are_capped_per_agent_and_anonymous_referee_links_apart() {
+    let reg = Registry::new(CancellationToken::new(), LinkLimits { per_agent: 2, referee: 1 });
+    let _a = open_inbound(&reg);
+    let _b = open_inbound(&reg);
+    let c = reg.add_inbound();
+    assert!(matches!(reg.opened(c.id, &info(c.id, Pattern::KK)), Err(Error::TooManyLinks(_))));
+    let anon = |id| LinkInfo { agent: None, ..info(id, Pattern::NK) };
+    let q1 = reg.add_inbound();
+    assert!(reg.opened(q1.id, &anon(q1.id)).is_ok(), "referee links are counted apart");
+    let q2 = reg.add_inbound();
+    assert!(matches!(reg.opened(q2.id, &anon(q2.id)), Err(Error::TooManyLinks(_))));
+    reg.remove(q1.id);
+    assert!(reg.opened(q2.id, &anon(q2.id)).is_ok(), "a slot came free");
 }
 
 #[test]
@@ -129,7 +163,7 @@ fn a_retiring_link_hands_unsent_messages_in_order_to_a_new_dial() {
     let (m2, _) = message(2, dialable());
     let mut first = reg.submit(m1).map(|o| o.link).expect("a dial");
     assert!(reg.submit(m2).is_none());
-    reg.opened(first.id, &info(first.id, Pattern::KK));
+    reg.opened(first.id, &info(first.id, Pattern::KK)).expect("under the caps");
     let dials = reg.retire(first.id, &mut first.rx, Retire::Requeue);
     assert_eq!(dials.len(), 1, "one new link for both");
     let mut next = dials.into_iter().next().map(|o| o.link).expect("a dial");
@@ -145,9 +179,10 @@ fn a_retiring_link_hands_unsent_messages_to_another_open_link_without_dialling()
     let (m1, _) = message(1, by_agent());
     let (m2, _) = message(2, by_agent());
     assert!(reg.submit(m1).is_none() && reg.submit(m2).is_none());
-    let dials = reg.retire(b.id, &mut b.rx, Retire::Requeue);
+    // The messages went to the link in use, a; it retires and hands them to b.
+    let dials = reg.retire(a.id, &mut a.rx, Retire::Requeue);
     assert!(dials.is_empty());
-    assert_eq!(queued(&mut a.rx), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
+    assert_eq!(queued(&mut b.rx), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
 }
 
 #[test]
@@ -217,4 +252,14 @@ fn after_shutdown_every_send_is_closed_and_end_agent_cancels_links() {
     let (m, mut r) = message(1, dialable());
     assert!(reg.submit(m).is_none());
     assert_eq!(result(&mut r), Some(Err(Error::Closed)));
+}
+
+#[test]
+fn a_message_handed_back_with_nowhere_to_go_fails_as_closed_not_as_a_bad_argument() {
+    let (reg, _) = registry();
+    let mut a = open_inbound(&reg);
+    let (m, mut r) = message(1, by_agent()); // no host or port: only the open link can take it
+    assert!(reg.submit(m).is_none());
+    assert!(reg.retire(a.id, &mut a.rx, Retire::Requeue).is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
 }

@@ -6,7 +6,7 @@ use super::*;
 fn kk_opens_when_store_knows_the_key() -> TestResult {
     let (a, b) = (node(1), node(2));
     let mut pair = open(&a, &b, Dial::Key)?;
-    assert_eq!(letters(&pair.init.wire), "NK");
+    assert_eq!(letters(&pair.init.wire), "NKC");
     assert_eq!(pair.resp.needs, vec![Need::Partner { agent: a.agent.clone() }]);
     let p = pair.resp.peer().ok_or("no Open")?;
     assert_eq!(

@@ -38,7 +38,10 @@ fn legacy_ik_accepted_delivers_its_payload_once_as_early_data() -> TestResult {
     let p = resp.peer().ok_or("no Open")?;
     assert_eq!((p.pattern, p.native, p.key), (Pattern::IK, false, Some(a.public)));
     assert_eq!(resp.messages(), vec![(String::from_utf8(hello)?, true)]);
-    assert!(matches!(resp.events[0], Event::Open(_)), "Open comes before the early message");
+    // Accepted comes before the early message; the link opens (routes) only
+    // once the caller proves it holds the keys with a transport frame.
+    assert!(matches!(resp.events[0], Event::Accepted(_)), "Accepted comes before the early message");
+    assert!(!resp.opened(), "a replayable message 1 opens nothing");
 
     // The A carries an empty payload, which a JavaScript application never sees.
     let reply = resp.take_outbox();
@@ -48,11 +51,12 @@ fn legacy_ik_accepted_delivers_its_payload_once_as_early_data() -> TestResult {
     // Then ordinary transport both ways.
     let mut t = hs.into_transport(false)?;
     resp.frame(now, &t.seal(Letter::T, br#"{"target":"tally","n":2}"#)?);
+    assert!(resp.opened(), "its first T confirms it");
     assert_eq!(resp.messages().len(), 2);
     assert_eq!(resp.messages()[1], (r#"{"target":"tally","n":2}"#.into(), false));
     resp.send(now, br#"{"ok":1}"#)?;
     let back = resp.take_outbox();
-    assert_eq!(t.open(&back[0][1..])?, br#"{"ok":1}"#);
+    assert_eq!(t.open(Letter::T, &back[0][1..])?, br#"{"ok":1}"#);
     Ok(())
 }
 
@@ -72,7 +76,7 @@ fn legacy_peer_gets_long_messages_as_one_t_and_may_send_one() -> TestResult {
     let out = resp.take_outbox();
     assert_eq!(letters(&out), "T", "no F to a JavaScript node");
     assert!(out[0].len() > DEFAULT_MAX_FRAME);
-    assert_eq!(t.open(&out[0][1..])?, big);
+    assert_eq!(t.open(Letter::T, &out[0][1..])?, big);
 
     let oversized = t.seal(Letter::T, &big)?;
     assert!(oversized.len() > DEFAULT_MAX_FRAME);

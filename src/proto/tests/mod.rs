@@ -238,11 +238,18 @@ impl Side {
         self.outbox.drain(..).collect()
     }
 
+    /// Who the handshake says is at the other end (a responder knows once it
+    /// accepted, before the initiator confirms).
     fn peer(&self) -> Option<&PeerInfo> {
         self.events.iter().find_map(|e| match e {
-            Event::Open(p) => Some(p),
+            Event::Open(p) | Event::Accepted(p) => Some(p),
             _ => None,
         })
+    }
+
+    /// The link was reported open (for a responder: confirmed).
+    fn opened(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::Open(_)))
     }
 
     fn messages(&self) -> Vec<(String, bool)> {

@@ -9,7 +9,7 @@ fn nk_referee_query_opens_with_anonymous_caller() -> TestResult {
     pair.resp.lookup = asks_nothing();
     pair.drive();
     pair.assert_open();
-    assert_eq!(letters(&pair.init.wire), "Q");
+    assert_eq!(letters(&pair.init.wire), "QC");
     assert!(pair.resp.needs.is_empty(), "the caller's key is not asked for");
     let p = pair.resp.peer().ok_or("no Open")?;
     assert_eq!((&p.agent, p.pattern, p.key, p.native), (&None, Pattern::NK, None, true));

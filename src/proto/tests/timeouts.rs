@@ -57,16 +57,14 @@ fn idle_responder_closes_in_order_and_drains() -> TestResult {
 }
 
 #[test]
-fn initiator_has_no_idle_timer() -> TestResult {
+fn the_initiator_keeps_an_idle_timer_too() -> TestResult {
     let (a, b) = (node(1), node(2));
     let mut pair = open(&a, &b, Dial::Key)?;
-    assert_eq!(pair.init.conn.poll_timeout(), None);
-    let now = pair.now;
-    pair.init.send(now, br#"{"n":1}"#)?;
-    pair.drive();
-    assert_eq!(pair.init.conn.poll_timeout(), None);
-    pair.init.timeout(now + Duration::from_secs(3_600));
-    assert!(pair.init.conn.is_open() && pair.init.events.len() == 1);
+    let idle = a.cfg.idle_timeout.ok_or("an idle timeout")?;
+    assert_eq!(pair.init.conn.poll_timeout(), Some(pair.now + idle));
+    let now = pair.now + idle;
+    pair.init.timeout(now);
+    assert_eq!(pair.init.closings(), vec![CloseReason::IdleTimeout], "a peer that went silent is let go");
     Ok(())
 }
 
