@@ -117,8 +117,9 @@ export interface EventInfo {
   /** For `close`: messages written on the link over its life. */
   written: number
   /**
-   * Failures like this one that were not reported one by one (the node
-   * reports at most `eventRate` a second); this event stands for them too.
+   * Other failures held back before this one and not reported one by one
+   * (the node reports at most `eventRate` a second): this event stands for
+   * `1 + suppressed` failures.
    */
   suppressed: number
 }

@@ -37,7 +37,7 @@ export interface NoisePeerOptions {
   keys?: { publicKey?: Buffer | Uint8Array | string, privateKey: Buffer | Uint8Array | string }
   /** Default true. False runs raw mode (no encryption, for simulations). */
   encrypt?: boolean
-  /** Responder idle timeout in ms; 0 turns it off. Default 60000. */
+  /** Idle timeout in ms (both roles; the responder's is the one the protocol promises); 0 turns it off. Default 60000. */
   timeout?: number
   /** A connection not open this long after accept/connect is closed. Default 5000. */
   handshakeTimeout?: number
@@ -51,6 +51,26 @@ export interface NoisePeerOptions {
   maxPending?: number
   /** The same, per remote IP. Default 32. */
   maxPendingPerIp?: number
+  /** Links (open or opening, both directions), in total. Default 10000. */
+  maxLinks?: number
+  /** Inbound links per remote IP (IPv6: per /64). Default 256. */
+  maxLinksPerIp?: number
+  /** Open links per agent; a further handshake is refused with ERR_TOO_MANY_LINKS. Default 8. */
+  maxLinksPerAgent?: number
+  /** Open anonymous referee links (NK), counted apart from the rest. Default 256. */
+  maxRefereeLinks?: number
+  /** New inbound connections per second from one IP (IPv6: per /64), and the burst above it. Default 100. */
+  connectRate?: number
+  /** Bytes queued for one agent (or link) before sends fail with ERR_BACKPRESSURE. Default 8 MiB. */
+  maxQueuedBytes?: number
+  /** A link whose socket takes nothing this long while it has data to write fails with ERR_WRITE_TIMEOUT. Default 10000. */
+  writeTimeout?: number
+  /** Send an empty keepalive this often (ms) on quiet links between native nodes; 0 sends none. Default 0. */
+  keepalive?: number
+  /** Message batches the application may be behind before links stop reading. Default 1024. */
+  maxBacklog?: number
+  /** Failure events (refusals, failed handshakes) reported one by one per second; the rest are counted in `suppressed`. Default 100. */
+  eventRate?: number
   /** Answer anonymous referee queries ('Q'). Default false. */
   referee?: boolean
   /** Accept JavaScript (legacy) initiators, whose first message can be replayed. Default false. */

@@ -273,8 +273,9 @@ pub struct EventInfo {
     pub clean: bool,
     /// For `close`: messages written on the link over its life.
     pub written: f64,
-    /// Failures like this one that were not reported one by one (the node
-    /// reports at most `eventRate` a second); this event stands for them too.
+    /// Other failures held back before this one and not reported one by one
+    /// (the node reports at most `eventRate` a second): this event stands for
+    /// `1 + suppressed` failures.
     pub suppressed: f64,
 }
 

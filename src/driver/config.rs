@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_BACKLOG: usize = 1024;
 /// Default failure events reported per second; the rest are counted and
 /// reported together.
 pub const DEFAULT_EVENT_RATE: u32 = 100;
+/// Default time a "not a partner" answer of a store without its own cache
+/// is remembered.
+pub const DEFAULT_REFUSAL_TTL: Duration = Duration::from_secs(1);
 /// Default listen address.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
@@ -68,6 +71,8 @@ pub struct PeerConfig {
     pub max_backlog: usize,
     /// Failure events reported per second before they are counted instead.
     pub event_rate: u32,
+    /// How long a "not a partner" answer is remembered (stores without a cache).
+    pub refusal_ttl: Duration,
 }
 
 impl PeerConfig {
@@ -90,6 +95,7 @@ impl PeerConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_backlog: DEFAULT_MAX_BACKLOG,
             event_rate: DEFAULT_EVENT_RATE,
+            refusal_ttl: DEFAULT_REFUSAL_TTL,
         }
     }
 

@@ -2,6 +2,7 @@
 //! through a `Sink`.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 /// One of a bounded number of message batches the application may be
 /// behind; dropping it lets a link read again.
@@ -78,9 +79,46 @@ pub struct PeerEvent {
     pub clean: bool,
     /// For `Close`: messages written on the link over its life.
     pub written: u64,
-    /// Failures of this kind that were not reported one by one (the rate
-    /// gate held them back); this event stands for them too.
+    /// How many other failures the rate gate held back before this one and
+    /// reports only through this count (0 for an event reported on its own):
+    /// this event plus `suppressed` is the number of failures it stands for.
     pub suppressed: u64,
+}
+
+/// Failure events (refusals, errors of connections that never opened) are
+/// what a stranger can make us produce at will: at most `rate` a second are
+/// reported one by one; the rest are counted, and the latest of them is
+/// reported with `suppressed` set once the rate allows again.
+#[derive(Debug)]
+pub struct EventGate {
+    rate: f64,
+    tokens: f64,
+    at: Option<Instant>,
+    held: Option<PeerEvent>,
+}
+
+impl EventGate {
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate);
+        Self { rate, tokens: rate, at: None, held: None }
+    }
+
+    /// Offer a failure event at `now`: returns the held summary to report
+    /// first (if the gate reopened) and whether to report `event` itself.
+    pub fn admit(&mut self, now: Instant, event: &PeerEvent) -> (Option<PeerEvent>, bool) {
+        let elapsed = self.at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.at = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            (self.held.take(), true)
+        } else {
+            // The held event is the latest; it counts the ones before it.
+            let suppressed = self.held.as_ref().map_or(0, |h| h.suppressed + 1);
+            self.held = Some(PeerEvent { suppressed, ..event.clone() });
+            (None, false)
+        }
+    }
 }
 
 impl PeerEvent {
@@ -117,5 +155,39 @@ impl PeerEvent {
             written: 0,
             suppressed: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn refusal(port: u16) -> PeerEvent {
+        let remote = SocketAddr::from(([127, 0, 0, 1], port));
+        PeerEvent::failure(0, None, Some(remote), false, &Error::UnknownPeer { agent: "x".into() })
+    }
+
+    #[test]
+    fn the_gate_passes_its_rate_then_counts_the_rest_into_one_event() {
+        let mut gate = EventGate::new(3);
+        let t0 = Instant::now();
+        let mut reported = Vec::new();
+        for port in 1..=10 {
+            let (held, pass) = gate.admit(t0, &refusal(port));
+            reported.extend(held);
+            if pass {
+                reported.push(refusal(port));
+            }
+        }
+        assert_eq!(reported.len(), 3, "three a second pass at once");
+        // A second later the gate has room again: the summary comes first.
+        let (held, pass) = gate.admit(t0 + Duration::from_secs(1), &refusal(11));
+        let held = held.expect("the held summary");
+        assert!(pass);
+        assert_eq!(held.remote.map(|r| r.port()), Some(10), "the latest held event stands for the rest");
+        assert_eq!(held.suppressed, 6, "events 4..=9 are counted in it");
+        let total: u64 = reported.iter().chain([&held, &refusal(11)]).map(|e| 1 + e.suppressed).sum();
+        assert_eq!(total, 11, "each failure is counted exactly once");
     }
 }

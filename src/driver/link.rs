@@ -41,7 +41,7 @@ use super::queue::{Cmd, Done};
 use super::registry::{NewLink, Retire};
 use super::shared::Shared;
 use crate::error::{CloseReason, Error, Result};
-use crate::proto::{frame, Answer, Connection, Event, PeerInfo};
+use crate::proto::{self, frame, Answer, Connection, Event, PeerInfo};
 
 /// Most bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -324,10 +324,7 @@ impl LinkTask {
         }
         while let Some(event) = self.conn.poll_event() {
             match event {
-                Event::Need(need) => {
-                    let deadline = self.shared.proto.handshake_timeout;
-                    self.lookup = Some(Box::pin(lookup::answer(self.shared.store.clone(), need, deadline)));
-                }
+                Event::Need(need) => self.ask(need),
                 Event::Accepted(peer) => {
                     let info = self.link_info(&peer);
                     self.shared.registry.accepted(self.id, &info);
@@ -343,6 +340,38 @@ impl LinkTask {
             }
         }
         Ok(())
+    }
+
+    /// Start the lookup the core needs; a refusal of a moment ago answers at once.
+    fn ask(&mut self, need: proto::Need) {
+        let now = Instant::now().into_std();
+        if let Some(answer) = self.shared.refusals.as_ref().and_then(|r| r.recall(&need, now)) {
+            self.lookup = Some(Box::pin(std::future::ready(answer)));
+            return;
+        }
+        let deadline = self.shared.proto.handshake_timeout;
+        let shared = self.shared.clone();
+        if shared.refusals.is_none() || !matches!(need, proto::Need::Partner { .. }) {
+            // Dropped with the link: a lookup nobody waits for is cancelled.
+            self.lookup = Some(Box::pin(async move { lookup::answer(shared.store.clone(), need, deadline).await }));
+            return;
+        }
+        // A stranger that sends N and hangs up must still leave its "no"
+        // behind, or each knock would cost a lookup: this one runs to its
+        // end (bounded by the deadline) even if the link is gone by then.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::select! {
+                answer = lookup::answer(shared.store.clone(), need.clone(), deadline) => {
+                    if let Some(r) = &shared.refusals {
+                        r.note(&need, &answer, Instant::now().into_std());
+                    }
+                    let _ = tx.send(answer);
+                }
+                () = shared.shutdown.cancelled() => {}
+            }
+        });
+        self.lookup = Some(Box::pin(async move { rx.await.unwrap_or(proto::Answer::Failed(Error::Closed)) }));
     }
 
     fn link_info(&self, peer: &PeerInfo) -> LinkInfo {

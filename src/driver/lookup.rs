@@ -28,3 +28,61 @@ pub(crate) async fn answer(store: Arc<dyn Store>, need: Need, deadline: Duration
         Err(_) => Answer::Failed(Error::LookupFailed("timed out".into())),
     }
 }
+
+/// Recent "not a partner" answers, for stores that keep no cache of their
+/// own: a stranger who repeats the same `N` costs one lookup per `ttl`, not
+/// one per connection (docs/PROTOCOL.md §6). Bounded; least recently used go.
+pub(crate) struct Refusals {
+    recent: std::sync::Mutex<lru::LruCache<String, std::time::Instant>>,
+    ttl: Duration,
+}
+
+/// Agents remembered as refused.
+const REFUSALS: usize = 4096;
+
+impl Refusals {
+    pub fn new(ttl: Duration) -> Self {
+        let cap = std::num::NonZeroUsize::new(REFUSALS).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self { recent: std::sync::Mutex::new(lru::LruCache::new(cap)), ttl }
+    }
+
+    /// The answer to `need` if it was "no" a moment ago.
+    pub fn recall(&self, need: &Need, now: std::time::Instant) -> Option<Answer> {
+        let Need::Partner { agent } = need else { return None };
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match recent.get(agent) {
+            Some(&until) if now < until => Some(Answer::Partner { allowed: false, key: None }),
+            Some(_) => {
+                recent.pop(agent);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remember a "no" to `need`.
+    pub fn note(&self, need: &Need, answer: &Answer, now: std::time::Instant) {
+        if let (Need::Partner { agent }, Answer::Partner { allowed: false, .. }) = (need, answer) {
+            self.recent.lock().unwrap_or_else(|p| p.into_inner()).put(agent.clone(), now + self.ttl);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_recalled_for_its_ttl_only() {
+        let r = Refusals::new(Duration::from_secs(1));
+        let t = std::time::Instant::now();
+        let need = Need::Partner { agent: "x".into() };
+        assert_eq!(r.recall(&need, t), None);
+        r.note(&need, &Answer::Partner { allowed: true, key: None }, t);
+        assert_eq!(r.recall(&need, t), None, "a yes is not remembered");
+        r.note(&need, &Answer::Partner { allowed: false, key: None }, t);
+        assert_eq!(r.recall(&need, t), Some(Answer::Partner { allowed: false, key: None }));
+        assert_eq!(r.recall(&need, t + Duration::from_secs(2)), None, "forgotten after its ttl");
+        assert_eq!(r.recall(&Need::PeerKey { agent: "x".into() }, t), None, "keys are not refusals");
+    }
+}

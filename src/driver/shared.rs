@@ -13,7 +13,8 @@ use tokio_util::task::TaskTracker;
 
 use super::admission::Admission;
 use super::config::PeerConfig;
-use super::event::{EventKind, PeerEvent, Sink};
+use super::event::{EventGate, EventKind, PeerEvent, Sink};
+use super::lookup::Refusals;
 use super::queue::Budgets;
 use super::registry::{DialOrder, LinkLimits, Registry};
 use crate::proto::{self, replay::ReplayTable};
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     /// permit before it hands over a batch, and reads nothing meanwhile.
     pub deliveries: Arc<Semaphore>,
     pub replay: Arc<Mutex<ReplayTable>>,
+    /// Recent refusals, when the store keeps no cache of its own.
+    pub refusals: Option<Refusals>,
     /// Cancelled by `close()`: every task below watches it.
     pub shutdown: CancellationToken,
     /// Our listening address, once bound (the `from` of our tickets).
@@ -44,17 +47,6 @@ pub(crate) struct Shared {
     /// Starts a dial the registry ordered. A function pointer, so that links
     /// (which requeue messages when they close) need not know how to dial.
     dialer: fn(&Arc<Shared>, DialOrder),
-}
-
-/// Failure events (refusals, errors of connections that never opened) are
-/// what a stranger can make us produce at will: at most `rate` a second are
-/// reported one by one; the rest are counted and reported as one event, with
-/// `suppressed` set, once the rate allows again.
-struct EventGate {
-    rate: f64,
-    tokens: f64,
-    at: Option<Instant>,
-    held: Option<PeerEvent>,
 }
 
 impl Shared {
@@ -68,7 +60,6 @@ impl Shared {
         let start_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
         let floor = u64::try_from(start_us.saturating_sub(CLOCK_SKEW.as_micros())).unwrap_or(0);
         let limits = LinkLimits { per_agent: cfg.max_links_per_agent, referee: cfg.max_referee_links };
-        let rate = f64::from(cfg.event_rate);
         Self {
             proto: Arc::new(cfg.proto.clone()),
             registry: Registry::new(shutdown.clone(), limits),
@@ -76,7 +67,8 @@ impl Shared {
             budgets: Budgets::new(cfg.max_queued_bytes),
             deliveries: Arc::new(Semaphore::new(cfg.max_backlog)),
             replay: Arc::new(Mutex::new(ReplayTable::new(proto::replay::DEFAULT_CAPACITY, floor))),
-            gate: Mutex::new(EventGate { rate, tokens: rate, at: None, held: None }),
+            refusals: (!store.caches()).then(|| Refusals::new(cfg.refusal_ttl)),
+            gate: Mutex::new(EventGate::new(cfg.event_rate)),
             cfg,
             store,
             sink,
@@ -106,21 +98,7 @@ impl Shared {
             self.sink.event(event);
             return;
         }
-        let now = Instant::now();
-        let (flush, pass) = {
-            let mut g = self.gate.lock().unwrap_or_else(|p| p.into_inner());
-            let elapsed = g.at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-            g.tokens = (g.tokens + elapsed * g.rate).min(g.rate);
-            g.at = Some(now);
-            if g.tokens >= 1.0 {
-                g.tokens -= 1.0;
-                (g.held.take(), true)
-            } else {
-                let count = g.held.as_ref().map_or(0, |h| h.suppressed) + 1;
-                g.held = Some(PeerEvent { suppressed: count, ..event.clone() });
-                (None, false)
-            }
-        };
+        let (flush, pass) = self.gate.lock().unwrap_or_else(|p| p.into_inner()).admit(Instant::now(), &event);
         if let Some(held) = flush {
             self.sink.event(held);
         }

@@ -76,6 +76,10 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self) -> StoreStats {
         StoreStats::default()
     }
+    /// The store keeps its own cache, refusals included (so the driver need not).
+    fn caches(&self) -> bool {
+        false
+    }
     /// The node is closing: stop background work.
     fn shutdown(&self) {}
 }
@@ -106,6 +110,10 @@ impl Store for Split {
         } else {
             self.keys.stats() + self.tickets.stats()
         }
+    }
+
+    fn caches(&self) -> bool {
+        self.keys.caches()
     }
 
     fn shutdown(&self) {

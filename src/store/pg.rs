@@ -193,6 +193,10 @@ impl Store for PgStore {
         }
     }
 
+    fn caches(&self) -> bool {
+        true
+    }
+
     fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.pool.close();
