@@ -40,6 +40,20 @@ describe('security: attacks a review found', function () {
     return peer
   }
 
+  // A NoisePeer in a process of its own (helpers/child-node.js), so that its
+  // memory is measured apart from the test's. `next(pred)` waits for a report.
+  async function childNode (spec) {
+    const child = fork(path.join(__dirname, 'helpers', 'child-node.js'), [JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] })
+    closers.push(() => child.kill('SIGKILL'))
+    const reports = []
+    child.on('message', (r) => reports.push(r))
+    const next = async (pred, ms = 10000) => {
+      await waitFor(() => reports.some(pred), 'a report from the child node', ms)
+      return reports.splice(reports.findIndex(pred), 1)[0]
+    }
+    return { child, next, ...(await next((r) => r.ready)) }
+  }
+
   // An N frame naming `agent`, encrypted to `responderKey` (anyone can make one).
   function nFrame (agent, responderKey) {
     const n = noise.initialize('N', true, Buffer.alloc(0), null, null, responderKey)
@@ -113,33 +127,24 @@ describe('security: attacks a review found', function () {
   describe('2. a peer that stops reading costs bounded memory and settles every send (§6)', () => {
     it('refuses sends past the queue budget at once, fails the link when it stays stuck, and settles everything', async () => {
       const m = generateKeypair()
-      const keys = new Map([[m.agent, m.publicKey]])
-      const a = await node(keys, { maxQueuedBytes: 2 * 1024 * KIB, writeTimeout: 1500, timeout: 60000 })
-      const c = await kkClient(a.addr.port, m, a.id.publicKey)
+      const a = await childNode({ partner: { agent: m.agent, key: m.publicKey.toString('hex') }, options: { maxQueuedBytes: 2 * 1024 * KIB, writeTimeout: 1500 } })
+      const c = await kkClient(a.port, m, Buffer.from(a.publicKey, 'hex'))
       closers.push(() => c.sock.destroy())
-      await waitFor(() => a.links().length === 1, 'the link')
       c.sock.pause() // reads nothing more: the socket buffers fill up
-      global.gc && global.gc()
-      const rss0 = process.memoryUsage().rss
-      const big = { pad: 'x'.repeat(60 * KIB) }
-      const outcomes = []
-      const t0 = Date.now()
-      const sends = []
-      for (let i = 0; i < 300; i++) { // 18 MiB offered
-        sends.push(a.send({ agent: m.agent }, big).then(() => outcomes.push('ok'), (e) => outcomes.push(e.code)))
-      }
       await sleep(100)
-      const rss1 = process.memoryUsage().rss
-      const early = outcomes.filter((o) => o === 'ERR_BACKPRESSURE').length
-      assert.ok(early > 100, `sends past the budget fail at once (${early} of 300)`)
-      await Promise.race([Promise.all(sends), sleep(8000)])
-      assert.strictEqual(outcomes.length, 300, `every send settles (${outcomes.length} after ${Date.now() - t0} ms)`)
-      const counts = outcomes.reduce((m, o) => ({ ...m, [o]: (m[o] || 0) + 1 }), {})
-      assert.ok(counts.ERR_WRITE_TIMEOUT > 0, `the stuck link failed: ${JSON.stringify(counts)}`)
-      assert.ok(Object.keys(counts).every((k) => k === 'ok' || /^ERR_/.test(k)))
-      figure('memory held for a peer that stopped reading (18 MiB offered)', `${((rss1 - rss0) / 2 ** 20).toFixed(1)} MiB; outcomes ${JSON.stringify(counts)}`)
-      assert.ok(rss1 - rss0 < 12 * 2 ** 20, `bounded: ${((rss1 - rss0) / 2 ** 20).toFixed(1)} MiB`)
-      await waitFor(() => a.log.events.some((e) => e.type === 'close' && e.reason === 'ERR_WRITE_TIMEOUT'), 'the close event')
+      const t0 = Date.now()
+      a.child.send({ send: { agent: m.agent, count: 300, size: 60 * KIB } }) // 18 MiB offered
+      const sent = await a.next((r) => r.sent)
+      const early = sent.sent.ERR_BACKPRESSURE || 0
+      assert.ok(early > 200, `sends past the budget fail at once (${early} of 300)`)
+      const { settled } = await a.next((r) => r.settled, 10000)
+      const total = Object.values(settled).reduce((n, k) => n + k, 0)
+      assert.strictEqual(total, 300, `every send settles (${total} after ${Date.now() - t0} ms)`)
+      assert.ok(settled.ERR_WRITE_TIMEOUT > 0, `the stuck link failed: ${JSON.stringify(settled)}`)
+      assert.ok(Object.keys(settled).every((k) => k === 'ok' || /^ERR_/.test(k)))
+      const grew = sent.rss - a.rss
+      figure('memory a node held for a peer that stopped reading (18 MiB offered, 2 MiB budget)', `${(grew / 2 ** 20).toFixed(1)} MiB; outcomes ${JSON.stringify(settled)}`)
+      assert.ok(grew < 12 * 2 ** 20, `bounded: ${(grew / 2 ** 20).toFixed(1)} MiB`)
     })
 
     it('an initiator lets go of a peer that went silent (both roles keep an idle timer)', async () => {
@@ -190,21 +195,15 @@ describe('security: attacks a review found', function () {
       const a = generateKeypair()
       const COUNT = 960
       const SIZE = 64 * KIB // 60 MiB offered at once
-      const child = fork(path.join(__dirname, 'helpers', 'slow-reader.js'), [a.agent, a.publicKey.toString('hex'), String(COUNT), '4', '1'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--expose-gc'] })
-      closers.push(() => child.kill('SIGKILL'))
-      const said = []
-      child.on('message', (m) => said.push(m))
-      await waitFor(() => said.some((m) => m.ready), 'the slow node', 10000)
-      const slow = said.find((m) => m.ready)
+      const slow = await childNode({ partner: { agent: a.agent, key: a.publicKey.toString('hex') }, options: { maxBacklog: 1 }, readMs: 4 })
       const fast = await node(new Map([[slow.agent, Buffer.from(slow.publicKey, 'hex')]]), { maxQueuedBytes: 64 * 1024 * KIB }, a)
       const msg = { pad: 'y'.repeat(SIZE - 20) }
       const sends = []
       for (let i = 0; i < COUNT; i++) sends.push(fast.send({ agent: slow.agent, host: HOST, port: slow.port }, msg))
       await Promise.all(sends)
-      await waitFor(() => said.some((m) => m.done), 'the slow node to take everything', 25000)
-      const { base, peak } = said.find((m) => m.done)
-      figure('resident memory a 4 ms-per-message node gained while sent 60 MiB at once', `${((peak - base) / 2 ** 20).toFixed(1)} MiB`)
-      assert.ok(peak - base < 30 * 2 ** 20, `the slow node grew ${((peak - base) / 2 ** 20).toFixed(1)} MiB`)
+      const { peak } = await slow.next((r) => r.seen === COUNT, 25000)
+      figure('resident memory a 4 ms-per-message node gained while sent 60 MiB at once', `${((peak - slow.rss) / 2 ** 20).toFixed(1)} MiB`)
+      assert.ok(peak - slow.rss < 30 * 2 ** 20, `the slow node grew ${((peak - slow.rss) / 2 ** 20).toFixed(1)} MiB`)
     })
 
     it('reports a flood of refused connections as a bounded number of events, with a count of the rest', async () => {
