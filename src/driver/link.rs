@@ -358,7 +358,11 @@ impl LinkTask {
         }
         // A stranger that sends N and hangs up must still leave its "no"
         // behind, or each knock would cost a lookup: this one runs to its
-        // end (bounded by the deadline) even if the link is gone by then.
+        // end (bounded by the deadline and by `close()`) even if the link is
+        // gone by then. Only for stores without a cache of their own, which
+        // are the application's callbacks: a call into JavaScript cannot be
+        // taken back once made, so waiting for its answer costs a small task,
+        // not more work. Database lookups are cancelled with their link.
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             tokio::select! {
