@@ -6,12 +6,13 @@ export declare class NativePeer {
   /** Bind and start listening, now; returns the bound address. */
   listen(): ListenAddress
   /**
-   * Queue one message (JSON object text) for sending. How it ends (written
-   * to the socket, or why not) is reported once, with `id`, to `onSent`.
-   * Queued before this returns, so messages keep call order. Throws only
-   * for bad arguments.
+   * Send one message (JSON object text). True: it was written to the
+   * socket before this returned, and nothing more will be said about it.
+   * False: how it ends (written, or why not) is reported once, with `id`,
+   * to `onSent`. Either way it is queued in call order. Throws only for
+   * bad arguments.
    */
-  send(id: number, to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): void
+  send(id: number, to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): boolean
   /** Open (or reuse) a link without sending. */
   connect(to: NativeTarget, options?: NativeSendOptions | undefined | null): Promise<LinkSummary>
   /** Close, in order, the links to an agent; returns how many. */
@@ -27,6 +28,13 @@ export declare class NativePeer {
   /** Answer a lookup request: a key (or null), a ticket verdict, or an error. */
   answer(id: number, key?: Buffer | undefined | null, ok?: boolean | undefined | null, error?: string | undefined | null): boolean
 }
+
+/**
+ * X25519 operations a second on one core with the handshake's primitives,
+ * measured for about `ms` milliseconds on the calling thread, and how many
+ * one link costs (both ends): the benchmark's handshake ceiling.
+ */
+export declare function __dhRate(ms: number): Array<number>
 
 /**
  * Test hook: panic in Rust, synchronously (`"sync"`) or inside a promise

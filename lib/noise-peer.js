@@ -211,14 +211,16 @@ class NoisePeer {
       return Promise.reject(err)
     }
     const id = ++this._nextSend
+    let written
+    try {
+      written = this._native.send(id, target, text, options)
+    } catch (err) {
+      return Promise.reject(fromNative(err))
+    }
+    // Written to the socket already: nothing more will come for this id.
+    if (written) return Promise.resolve()
     return new Promise((resolve, reject) => {
       this._sends.set(id, { resolve, reject })
-      try {
-        this._native.send(id, target, text, options)
-      } catch (err) {
-        this._sends.delete(id)
-        reject(fromNative(err))
-      }
       this._holdProcess()
     })
   }

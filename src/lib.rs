@@ -7,6 +7,7 @@
 //! - [`driver`]: tokio tasks that own sockets, timers and the agent -> link map;
 //! - `binding`: the napi translation layer (the only module that uses napi).
 
+pub mod bounded;
 pub mod driver;
 pub mod error;
 pub mod proto;

@@ -76,6 +76,15 @@ pub fn defaults() -> options::PeerDefaults {
     peer::defaults()
 }
 
+/// X25519 operations a second on one core with the handshake's primitives,
+/// measured for about `ms` milliseconds on the calling thread, and how many
+/// one link costs (both ends): the benchmark's handshake ceiling.
+#[napi(catch_unwind, js_name = "__dhRate")]
+pub fn dh_rate(ms: u32) -> Vec<f64> {
+    let rate = crate::proto::suite::dh_rate(std::time::Duration::from_millis(u64::from(ms.min(10_000))));
+    vec![rate, f64::from(crate::proto::suite::DH_PER_LINK)]
+}
+
 /// Every error code the addon can report (`err.code`, event `reason`).
 #[napi(catch_unwind)]
 pub fn error_codes() -> Vec<&'static str> {

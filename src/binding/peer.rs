@@ -268,17 +268,17 @@ impl NativePeer {
         Ok(ListenAddress { host: addr.ip().to_string(), port: u32::from(addr.port()) })
     }
 
-    /// Queue one message (JSON object text) for sending. How it ends (written
-    /// to the socket, or why not) is reported once, with `id`, to `onSent`.
-    /// Queued before this returns, so messages keep call order. Throws only
-    /// for bad arguments.
+    /// Send one message (JSON object text). True: it was written to the
+    /// socket before this returned, and nothing more will be said about it.
+    /// False: how it ends (written, or why not) is reported once, with `id`,
+    /// to `onSent`. Either way it is queued in call order. Throws only for
+    /// bad arguments.
     #[napi(catch_unwind)]
-    pub fn send(&self, id: f64, to: NativeTarget, data: String, options: Option<NativeSendOptions>) -> Result<()> {
+    pub fn send(&self, id: f64, to: NativeTarget, data: String, options: Option<NativeSendOptions>) -> Result<bool> {
         let to = target(to).map_err(to_js)?;
         let opts = send_options(options).map_err(to_js)?;
         let done = Done::queue(id as u64, self.results.clone());
-        within_runtime_if_available(|| self.peer.send_with(to, data.into_bytes(), opts, done));
-        Ok(())
+        Ok(within_runtime_if_available(|| self.peer.send_with(to, data.into_bytes(), opts, done)))
     }
 
     /// Open (or reuse) a link without sending.

@@ -11,11 +11,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use lru::LruCache;
+use crate::bounded::BoundedLru;
 use tokio_util::sync::CancellationToken;
 
 use super::config::PeerConfig;
@@ -69,7 +68,7 @@ struct Bucket {
 
 pub(crate) struct Admission {
     tables: Mutex<Tables>,
-    rates: Mutex<LruCache<Source, Bucket>>,
+    rates: Mutex<BoundedLru<Source, Bucket>>,
     max_pending: usize,
     max_pending_per_source: usize,
     max_links: usize,
@@ -96,7 +95,7 @@ impl Admission {
     pub fn new(cfg: &PeerConfig) -> Self {
         Self {
             tables: Mutex::default(),
-            rates: Mutex::new(LruCache::new(NonZeroUsize::new(RATE_SOURCES).unwrap_or(NonZeroUsize::MIN))),
+            rates: Mutex::new(BoundedLru::new(RATE_SOURCES)),
             max_pending: cfg.max_pending,
             max_pending_per_source: cfg.max_pending_per_ip,
             max_links: cfg.max_links,

@@ -35,6 +35,9 @@ pub const DEFAULT_EVENT_RATE: u32 = 100;
 /// Default time a "not a partner" answer of a store without its own cache
 /// is remembered.
 pub const DEFAULT_REFUSAL_TTL: Duration = Duration::from_secs(1);
+/// Default bytes waiting to be written past which a link takes no more
+/// messages off its queue until the socket has taken some.
+pub const DEFAULT_HIGH_WATER: usize = 256 * 1024;
 /// Default listen address.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
 
@@ -73,6 +76,9 @@ pub struct PeerConfig {
     pub event_rate: u32,
     /// How long a "not a partner" answer is remembered (stores without a cache).
     pub refusal_ttl: Duration,
+    /// Bytes waiting to be written past which a link takes no more messages
+    /// off its queue until the socket has taken some.
+    pub high_water: usize,
 }
 
 impl PeerConfig {
@@ -96,6 +102,7 @@ impl PeerConfig {
             max_backlog: DEFAULT_MAX_BACKLOG,
             event_rate: DEFAULT_EVENT_RATE,
             refusal_ttl: DEFAULT_REFUSAL_TTL,
+            high_water: DEFAULT_HIGH_WATER,
         }
     }
 

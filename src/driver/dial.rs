@@ -15,6 +15,7 @@ use super::lookup;
 use super::queue::{SendOptions, Target};
 use super::registry::{DialOrder, Retire};
 use super::shared::Shared;
+use super::wire::Wire;
 use crate::error::{Error, Result};
 use crate::proto::policy::{self, DialKey};
 use crate::proto::{Address, Answer, Connection, Dial, DialSpec, Need};
@@ -52,13 +53,20 @@ async fn dial(shared: Arc<Shared>, order: DialOrder) {
             _ = link.cancel.cancelled() => Err(Error::Closed),
         },
     };
+    let started = started.and_then(|((stream, conn, remote), slot)| {
+        let wire = Arc::new(Wire::new(stream, conn));
+        if shared.registry.install(link.id, &wire) {
+            Ok((wire, remote, slot))
+        } else {
+            Err(Error::Closed)
+        }
+    });
     match started {
-        Ok(((stream, conn, remote), slot)) => {
-            link::run(shared, link, stream, conn, Origin::Dialled { remote, slot }).await;
+        Ok((wire, remote, slot)) => {
+            link::run(shared, link, wire, Origin::Dialled { remote, slot }).await;
         }
         Err(err) => {
-            let mut rx = link.rx;
-            let dials = shared.registry.retire(link.id, &mut rx, Retire::Reject(err.clone()));
+            let dials = shared.registry.retire(link.id, Retire::Reject(err.clone()));
             shared.start_dials(dials);
             shared.registry.remove(link.id);
             let remote = format!("{}:{}", target.host.as_deref().unwrap_or(""), target.port.unwrap_or(0)).parse().ok();

@@ -1,11 +1,12 @@
-//! One task per TCP connection. It owns the socket, the core's `Connection`
-//! and everything the link owes: it reads frames into the core, writes what
+//! One task per TCP connection. It reads frames into the core, writes what
 //! the core and the application hand it, asks the store what the core needs
-//! to know, and settles every message by what was really written.
+//! to know, and settles every message by what was really written. What it
+//! shares with senders (socket, core, write buffer, command queue) lives in
+//! its `Wire`; a sender writes there itself when nothing is ahead of it.
 //!
 //! Reading never waits on writing: both are branches of one `select!`, so
 //! two peers that both send a lot never wait on each other. What waits to be
-//! written is bounded (past `HIGH_WATER` the link takes no more messages off
+//! written is bounded (past `high_water` the link takes no more messages off
 //! its queue, and the queue itself is bounded per agent by the registry's
 //! budgets), and a socket that takes nothing for `write_timeout` fails the
 //! link: a peer that stops reading costs a bounded amount of memory and time.
@@ -20,38 +21,35 @@
 //! other side's end of stream. Messages not yet encrypted when a link
 //! closes go back to the registry for another link; nothing written is ever
 //! sent twice.
+//!
+//! The wire's lock is held only for work on the core and the buffers; what
+//! the core asks of the rest of the node (the registry, the store, reports)
+//! is done after it is released (see `wire` for the lock order).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures::future::BoxFuture;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{LinkSlot, PendingGuard};
 use super::event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent};
 use super::lookup;
-use super::queue::{Cmd, Done};
+use super::queue::Cmd;
 use super::registry::{NewLink, Retire};
 use super::shared::Shared;
+use super::wire::{Wire, WireState, KEEP_CAPACITY};
 use crate::error::{CloseReason, Error, Result};
-use crate::proto::{self, frame, Answer, Connection, Event, PeerInfo};
+use crate::proto::{self, frame, Answer, Event, PeerInfo};
 
 /// Most bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// Past this many bytes waiting to be written, the link takes no more
-/// messages off its queue until the socket has taken some.
-const HIGH_WATER: usize = 256 * 1024;
 /// Frames handled per read before their messages go to the application.
 const MAX_READ_BURST: usize = 64;
-/// Buffers larger than this are given back once empty (an idle link keeps none).
-const KEEP_CAPACITY: usize = 4 * 1024;
 /// How long a closing link waits for the application to take its last messages.
 const LAST_DELIVERY_WAIT: Duration = Duration::from_secs(1);
 
@@ -87,16 +85,9 @@ pub(crate) enum Origin {
     Dialled { remote: Option<SocketAddr>, slot: LinkSlot },
 }
 
-/// A message whose frames are queued to be written: resolved when the
-/// socket has taken `end` bytes in all.
-struct Inflight {
-    end: u64,
-    done: Done,
-}
-
 /// Drive one connection until it ends, then settle everything it held.
-pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, conn: Connection, origin: Origin) {
-    let NewLink { id, rx: cmds, cancel } = new;
+pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, wire: Arc<Wire>, origin: Origin) {
+    let NewLink { id, cancel } = new;
     let _guard = PanicGuard::new(&shared, id);
     let (remote, pending, slot) = match origin {
         Origin::Accepted { remote, pending, slot } => (Some(remote), Some(pending), slot),
@@ -106,51 +97,33 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, stream: TcpStream, co
     let mut task = LinkTask {
         shared,
         id,
-        conn,
-        cmds,
+        wire,
         remote,
         pending,
         _slot: slot,
-        stream,
         rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-        written: 0,
-        inflight: VecDeque::new(),
-        stalled_since: None,
         lookup: None,
         inbox: Vec::new(),
         info: None,
         opened: false,
         close_reason: None,
-        messages_written: 0,
         fin_sent: false,
     };
     let outcome = task.drive(&cancel, &evicted).await;
     task.settle(outcome).await;
 }
 
-/// One connection's task: the core, the socket, and everything it owes.
+/// One connection's task: everything the link owes, beside its wire.
 struct LinkTask {
     shared: Arc<Shared>,
     id: u64,
-    conn: Connection,
-    /// Messages (and connect requests) routed to this link.
-    cmds: tokio::sync::mpsc::UnboundedReceiver<Cmd>,
+    wire: Arc<Wire>,
     remote: Option<SocketAddr>,
     /// Counts against the pending-inbound caps until the link is open.
     pending: Option<PendingGuard>,
     _slot: LinkSlot,
-    stream: TcpStream,
     /// Bytes read and not yet framed.
     rbuf: BytesMut,
-    /// Frames not yet taken by the socket.
-    wbuf: BytesMut,
-    /// Bytes the socket has taken over the link's life.
-    written: u64,
-    /// Messages in `wbuf`, in order.
-    inflight: VecDeque<Inflight>,
-    /// Since when `wbuf` has waited with no progress.
-    stalled_since: Option<Instant>,
     /// The store lookup the core waits on; dropped (cancelled) with the task.
     lookup: Option<BoxFuture<'static, Answer>>,
     /// Messages to hand to the application in one call.
@@ -159,76 +132,100 @@ struct LinkTask {
     /// The link opened (for a responder: was confirmed).
     opened: bool,
     close_reason: Option<CloseReason>,
-    messages_written: u64,
     fin_sent: bool,
+}
+
+/// What the loop waits for this time round, decided under the wire's lock.
+struct Plan {
+    closed: bool,
+    deadline: Option<Instant>,
+    wants_write: bool,
+    more: bool,
 }
 
 impl LinkTask {
     /// Run until the connection ends: `Ok` for an orderly end.
     async fn drive(&mut self, cancel: &CancellationToken, evicted: &CancellationToken) -> Result<()> {
         let mut cancelled = false;
+        let wire = self.wire.clone();
         loop {
-            self.take_output()?;
-            if self.conn.is_closed() {
+            let mut events = Vec::new();
+            let plan = {
+                let mut st = wire.lock();
+                self.take_cmds(&mut st);
+                self.pump(&mut st, &mut events);
+                wire.write(&mut st)?;
+                // Closing: once everything queued is written, say so (FIN)
+                // and keep reading until the other side's end.
+                if st.conn.is_draining() && st.wbuf.is_empty() && !self.fin_sent {
+                    self.fin_sent = true;
+                    let _ = socket2::SockRef::from(&wire.stream).shutdown(std::net::Shutdown::Write);
+                }
+                Plan {
+                    closed: st.conn.is_closed(),
+                    deadline: self.deadline(&st),
+                    wants_write: !st.wbuf.is_empty(),
+                    // The socket took everything and more waits: go round
+                    // again instead of waiting for a wake-up that will not come.
+                    more: !st.cmds.is_empty() && st.conn.can_send() && st.wbuf.len() < self.shared.cfg.high_water,
+                }
+            };
+            self.handle(events)?;
+            if plan.closed {
                 return Ok(());
             }
-            // Closing: once everything queued is written, say so (FIN) and
-            // keep reading until the other side's end.
-            if self.conn.is_draining() && self.wbuf.is_empty() && !self.fin_sent {
-                self.fin_sent = true;
-                let _ = self.stream.shutdown().await;
+            if plan.more {
+                // Let the runtime's other tasks in between long runs.
+                tokio::task::consume_budget().await;
+                continue;
             }
             let now = || Instant::now().into_std();
-            let deadline = self.deadline();
-            let can_take = self.conn.can_send() && self.wbuf.len() < HIGH_WATER;
             let can_read = self.inbox.is_empty();
+            if can_read && frame::is_complete(&self.rbuf) {
+                // A burst was cut short at `MAX_READ_BURST`: go on with it.
+                if self.read()? {
+                    return Ok(());
+                }
+                continue;
+            }
             let must_deliver = !self.inbox.is_empty() && self.info.is_some();
             let lookup = &mut self.lookup;
             tokio::select! {
-                r = self.stream.readable(), if can_read => {
+                r = wire.stream.readable(), if can_read => {
                     r.map_err(|e| Error::from_io(&e))?;
                     if self.read()? {
                         return Ok(()); // the other side ended its stream
                     }
                 }
-                r = self.stream.writable(), if !self.wbuf.is_empty() => {
+                r = wire.stream.writable(), if plan.wants_write => {
                     r.map_err(|e| Error::from_io(&e))?;
-                    self.write()?;
+                    wire.write(&mut wire.lock())?;
                 }
-                cmd = self.cmds.recv(), if can_take => match cmd {
-                    Some(Cmd::Send(out)) => {
-                        let now = now();
-                        match self.conn.send(now, &out.data) {
-                            Ok(frames) => self.queue_message(frames, out.done),
-                            Err(e) => out.done.complete(Err(e)),
-                        }
-                    }
-                    Some(Cmd::Connect { done, .. }) => {
-                        let _ = done.send(self.info.clone().filter(|_| self.opened).ok_or(Error::ConnectionClosed));
-                    }
-                    None => {}
-                },
+                // A command was queued (taken at the top of the loop).
+                () = wire.wake.notified() => {}
                 answer = std::future::poll_fn(|cx| match lookup.as_mut() {
                     Some(f) => f.as_mut().poll(cx),
                     None => Poll::Pending,
                 }) => {
                     self.lookup = None;
-                    self.conn.handle_lookup(now(), answer)?;
+                    wire.lock().conn.handle_lookup(now(), answer)?;
                 }
                 permit = self.shared.deliveries.clone().acquire_owned(), if must_deliver => {
                     self.deliver(permit.ok());
                 }
-                () = sleep_until(deadline) => {
-                    if self.stalled_since.is_some_and(|s| s + self.shared.cfg.write_timeout <= Instant::now()) {
+                () = sleep_until(plan.deadline) => {
+                    let mut st = wire.lock();
+                    if st.stalled_since.is_some_and(|s| s + self.shared.cfg.write_timeout <= Instant::now()) {
                         let ms = u64::try_from(self.shared.cfg.write_timeout.as_millis()).unwrap_or(u64::MAX);
                         return Err(Error::WriteTimeout { ms });
                     }
-                    self.conn.handle_timeout(now())?;
+                    st.conn.handle_timeout(now())?;
                 }
                 () = cancel.cancelled(), if !cancelled => {
                     cancelled = true;
-                    self.conn.close(now());
-                    if self.conn.is_closed() {
+                    let mut st = wire.lock();
+                    st.conn.close(now());
+                    if st.conn.is_closed() {
                         return Err(Error::Closed);
                     }
                 }
@@ -237,92 +234,88 @@ impl LinkTask {
         }
     }
 
+    /// Encrypt queued messages into the write buffer, up to `high_water`,
+    /// and answer requests to hear when the link is open.
+    fn take_cmds(&self, st: &mut WireState) {
+        while st.conn.can_send() && st.wbuf.len() < self.shared.cfg.high_water {
+            let Some(cmd) = st.cmds.pop_front() else { break };
+            match cmd {
+                Cmd::Send(out) => match st.conn.send(Instant::now().into_std(), &out.data) {
+                    Ok(frames) => st.queue_message(&frames, out.done),
+                    Err(e) => out.done.complete(Err(e)),
+                },
+                Cmd::Connect(w) => {
+                    let _ = w.done.send(self.info.clone().filter(|_| self.opened).ok_or(Error::ConnectionClosed));
+                }
+            }
+        }
+    }
+
+    /// Take what the core produced: frames into the write buffer, messages
+    /// into the inbox, the rest into `events` (handled once the lock is
+    /// released).
+    fn pump(&mut self, st: &mut WireState, events: &mut Vec<Event>) {
+        while let Some(f) = st.conn.poll_transmit() {
+            st.queue_frame(&f);
+        }
+        while let Some(event) = st.conn.poll_event() {
+            match event {
+                Event::Message { data, early } => self.inbox.push((data, early)),
+                other => events.push(other),
+            }
+        }
+    }
+
     /// The earlier of the core's next deadline and the write-progress one.
-    fn deadline(&self) -> Option<Instant> {
-        let core = self.conn.poll_timeout().map(Instant::from_std);
-        let stall = self.stalled_since.map(|s| s + self.shared.cfg.write_timeout);
+    fn deadline(&self, st: &WireState) -> Option<Instant> {
+        let core = st.conn.poll_timeout().map(Instant::from_std);
+        let stall = st.stalled_since.map(|s| s + self.shared.cfg.write_timeout);
         [core, stall].into_iter().flatten().min()
     }
 
     /// Read what the socket has, and handle the frames it completes. True at
     /// the end of the other side's stream.
     fn read(&mut self) -> Result<bool> {
-        self.rbuf.reserve(frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK));
-        match self.stream.try_read_buf(&mut self.rbuf) {
-            Ok(0) => {
-                self.conn.handle_eof()?;
-                self.close_reason.get_or_insert(CloseReason::PeerClosed);
-                return Ok(true);
+        // Frames left over from a burst cut short are handled before more
+        // is read: the socket may have nothing more to say.
+        if !frame::is_complete(&self.rbuf) {
+            self.rbuf.reserve(frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK));
+            match self.wire.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => {
+                    self.wire.lock().conn.handle_eof()?;
+                    self.close_reason.get_or_insert(CloseReason::PeerClosed);
+                    return Ok(true);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(Error::from_io(&e)),
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) => return Err(Error::from_io(&e)),
         }
-        for _ in 0..MAX_READ_BURST {
-            // The limit follows the state: `max_frame` until the link is open.
-            let Some(body) = frame::decode(&mut self.rbuf, self.conn.frame_limit())? else { break };
-            self.conn.handle_frame(Instant::now().into_std(), &body)?;
-            self.take_output()?;
-            if self.conn.is_closed() {
-                break;
+        let mut events = Vec::new();
+        {
+            let wire = self.wire.clone();
+            let mut st = wire.lock();
+            for _ in 0..MAX_READ_BURST {
+                // The limit follows the state: `max_frame` until the link is open.
+                let Some(body) = frame::decode(&mut self.rbuf, st.conn.frame_limit())? else { break };
+                st.conn.handle_frame(Instant::now().into_std(), &body)?;
+                self.pump(&mut st, &mut events);
+                if st.conn.is_closed() {
+                    break;
+                }
             }
         }
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
             self.rbuf = BytesMut::new();
         }
+        self.handle(events)?;
         Ok(false)
     }
 
-    /// Hand the socket what it takes of `wbuf`, and settle what that completes.
-    fn write(&mut self) -> Result<()> {
-        match self.stream.try_write(&self.wbuf) {
-            Ok(n) => {
-                self.wbuf.advance(n);
-                self.written += n as u64;
-                self.stalled_since = (!self.wbuf.is_empty()).then(Instant::now);
-                self.settle_written();
-                if self.wbuf.is_empty() && self.wbuf.capacity() > KEEP_CAPACITY {
-                    self.wbuf = BytesMut::new();
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(Error::from_io(&e)),
-        }
-    }
-
-    /// Resolve every message whose last byte the socket has taken.
-    fn settle_written(&mut self) {
-        while self.inflight.front().is_some_and(|m| m.end <= self.written) {
-            if let Some(m) = self.inflight.pop_front() {
-                self.messages_written += 1;
-                m.done.complete(Ok(()));
-            }
-        }
-    }
-
-    fn queue_frame(&mut self, body: &[u8]) {
-        if self.wbuf.is_empty() {
-            self.stalled_since = Some(Instant::now());
-        }
-        frame::encode_into(&mut self.wbuf, body);
-    }
-
-    fn queue_message(&mut self, frames: Vec<Vec<u8>>, done: Done) {
-        for f in &frames {
-            self.queue_frame(f);
-        }
-        let end = self.written + self.wbuf.len() as u64;
-        self.inflight.push_back(Inflight { end, done });
-    }
-
-    /// Act on what the core produced: frames to write, a lookup to start,
-    /// the link accepted, opening or closing, messages for the application.
-    fn take_output(&mut self) -> Result<()> {
-        while let Some(f) = self.conn.poll_transmit() {
-            self.queue_frame(&f);
-        }
-        while let Some(event) = self.conn.poll_event() {
+    /// Act on what the core said, outside the wire's lock: a lookup to
+    /// start, the link accepted, open or closing.
+    fn handle(&mut self, events: Vec<Event>) -> Result<()> {
+        for event in events {
             match event {
                 Event::Need(need) => self.ask(need),
                 Event::Accepted(peer) => {
@@ -334,7 +327,7 @@ impl LinkTask {
                 Event::Message { data, early } => self.inbox.push((data, early)),
                 Event::Closing(reason) => {
                     self.close_reason = Some(reason);
-                    let dials = self.shared.registry.retire(self.id, &mut self.cmds, Retire::Requeue);
+                    let dials = self.shared.registry.retire(self.id, Retire::Requeue);
                     self.shared.start_dials(dials);
                 }
             }
@@ -406,8 +399,8 @@ impl LinkTask {
         }
     }
 
-    /// Write what `wbuf` holds, until it is empty, the socket fails, or the
-    /// write timeout (shorter once the node is closing) passes.
+    /// Write what the wire holds, until it is empty, the socket fails, or
+    /// the write timeout (shorter once the node is closing) passes.
     async fn flush(&mut self) -> bool {
         let bound = if self.shared.shutdown.is_cancelled() {
             self.shared.proto.drain_timeout
@@ -415,22 +408,37 @@ impl LinkTask {
             self.shared.cfg.write_timeout
         };
         let until = Instant::now() + bound;
-        while !self.wbuf.is_empty() {
-            let ready = tokio::time::timeout_at(until, self.stream.writable()).await;
-            if !matches!(ready, Ok(Ok(()))) || self.write().is_err() {
+        loop {
+            {
+                let mut st = self.wire.lock();
+                if self.wire.write(&mut st).is_err() {
+                    return false;
+                }
+                if st.wbuf.is_empty() {
+                    return true;
+                }
+            }
+            let ready = tokio::time::timeout_at(until, self.wire.stream.writable()).await;
+            if !matches!(ready, Ok(Ok(()))) {
                 return false;
             }
         }
-        true
     }
 
     /// The connection has ended: leave nothing this link held unanswered.
     async fn settle(mut self, outcome: Result<()>) {
         // Messages that arrived intact before whatever ended the link are
         // still delivered.
-        while let Some(event) = self.conn.poll_event() {
-            if let Event::Message { data, early } = event {
-                self.inbox.push((data, early));
+        {
+            let wire = self.wire.clone();
+            let mut st = wire.lock();
+            while let Some(event) = st.conn.poll_event() {
+                if let Event::Message { data, early } = event {
+                    self.inbox.push((data, early));
+                }
+            }
+            while let Some(f) = st.conn.poll_transmit() {
+                st.queue_frame(&f);
             }
         }
         if !self.inbox.is_empty() {
@@ -439,9 +447,6 @@ impl LinkTask {
         }
         self.pending = None;
         self.lookup = None;
-        while let Some(f) = self.conn.poll_transmit() {
-            self.queue_frame(&f);
-        }
         // Unsent messages of a link that was open go to the next link; those
         // of a link that never opened share its fate (the next try would too).
         let retire = match &outcome {
@@ -450,18 +455,20 @@ impl LinkTask {
             Err(e) if self.opened && !e.is_refusal() => Retire::Requeue,
             Err(e) => Retire::Reject(e.clone()),
         };
-        let dials = self.shared.registry.retire(self.id, &mut self.cmds, retire);
+        let dials = self.shared.registry.retire(self.id, retire);
         self.shared.start_dials(dials);
         // After an orderly end, what was queued is still written (the other
         // side reads until our FIN). After a failure, only a link that never
         // opened writes on (a refusal `A`, at most); messages are rejected.
-        let flushed = if outcome.is_ok() || !self.opened { self.flush().await } else { self.wbuf.is_empty() };
+        let flushed =
+            if outcome.is_ok() || !self.opened { self.flush().await } else { self.wire.lock().wbuf.is_empty() };
         if flushed && !self.fin_sent {
             self.fin_sent = true;
-            let _ = tokio::time::timeout(self.shared.proto.drain_timeout, self.stream.shutdown()).await;
+            let _ = socket2::SockRef::from(&self.wire.stream).shutdown(std::net::Shutdown::Write);
         }
         let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
-        for m in self.inflight.drain(..) {
+        let inflight: Vec<_> = self.wire.lock().inflight.drain(..).collect();
+        for m in inflight {
             m.done.complete(Err(failure.clone()));
         }
         self.shared.registry.remove(self.id);
@@ -475,8 +482,9 @@ impl LinkTask {
     fn end_event(&self, outcome: &Result<()>, flushed: bool) -> PeerEvent {
         let Some(info) = self.info.as_ref().filter(|_| self.opened) else {
             let err = outcome.clone().err().unwrap_or(Error::Closed);
-            let agent = self.conn.claimed_agent().map(str::to_owned);
-            return PeerEvent::failure(self.id, agent, self.remote, self.conn.is_initiator(), &err);
+            let st = self.wire.lock();
+            let agent = st.conn.claimed_agent().map(str::to_owned);
+            return PeerEvent::failure(self.id, agent, self.remote, st.conn.is_initiator(), &err);
         };
         PeerEvent {
             kind: EventKind::Close,
@@ -491,7 +499,7 @@ impl LinkTask {
             }),
             message: outcome.as_ref().err().map(ToString::to_string),
             clean: outcome.is_ok() && flushed,
-            written: self.messages_written,
+            written: self.wire.lock().messages_written,
             suppressed: 0,
         }
     }

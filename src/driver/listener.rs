@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::event::{EventKind, PeerEvent};
 use super::link::{self, Origin};
 use super::shared::Shared;
+use super::wire::Wire;
 use crate::error::{Error, Result};
 use crate::proto::Connection;
 
@@ -69,10 +70,11 @@ async fn handle(shared: &Arc<Shared>, accepted: std::io::Result<(tokio::net::Tcp
                 }
             };
             let _ = stream.set_nodelay(true);
-            let new = shared.registry.add_inbound();
             let conn = Connection::responder(shared.proto.clone(), shared.replay.clone(), Instant::now().into_std());
+            let wire = Arc::new(Wire::new(stream, conn));
+            let new = shared.registry.add_inbound(wire.clone());
             let origin = Origin::Accepted { remote, pending, slot };
-            shared.tasks.spawn(link::run(shared.clone(), new, stream, conn, origin));
+            shared.tasks.spawn(link::run(shared.clone(), new, wire, origin));
         }
         Err(e) => {
             // A connection reset before we accepted it, or the process is

@@ -33,7 +33,7 @@ pub(crate) async fn answer(store: Arc<dyn Store>, need: Need, deadline: Duration
 /// own: a stranger who repeats the same `N` costs one lookup per `ttl`, not
 /// one per connection (docs/PROTOCOL.md §6). Bounded; least recently used go.
 pub(crate) struct Refusals {
-    recent: std::sync::Mutex<lru::LruCache<String, std::time::Instant>>,
+    recent: std::sync::Mutex<crate::bounded::BoundedLru<String, std::time::Instant>>,
     ttl: Duration,
 }
 
@@ -42,8 +42,7 @@ const REFUSALS: usize = 4096;
 
 impl Refusals {
     pub fn new(ttl: Duration) -> Self {
-        let cap = std::num::NonZeroUsize::new(REFUSALS).unwrap_or(std::num::NonZeroUsize::MIN);
-        Self { recent: std::sync::Mutex::new(lru::LruCache::new(cap)), ttl }
+        Self { recent: std::sync::Mutex::new(crate::bounded::BoundedLru::new(REFUSALS)), ttl }
     }
 
     /// The answer to `need` if it was "no" a moment ago.

@@ -8,6 +8,8 @@
 //! - `event`, `queue`, `lookup`, `config`, `admission`: the vocabulary (what
 //!   is reported, what travels to a link and its budget, the store seam, the
 //!   settings, who gets a connection);
+//! - `wire`: what a link's task shares with the threads that send on it
+//!   (socket, core, write buffer, command queue), and the write-at-once path;
 //! - `registry`: agent -> links; says which link a message goes on, and
 //!   orders a dial when there is none;
 //! - `shared`: what one node's tasks share;
@@ -27,6 +29,7 @@ mod registry;
 mod shared;
 #[cfg(test)]
 mod tests;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +40,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use queue::Outgoing;
 use shared::Shared;
+use wire::Now;
 
 pub use crate::store::Store;
 pub use config::PeerConfig;
@@ -86,17 +90,42 @@ impl Peer {
         opts: SendOptions,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let (done, result) = Done::oneshot();
-        self.send_with(target, data, opts, done);
-        async move { result.await.unwrap_or(Err(Error::ConnectionClosed)) }
+        let written = self.send_with(target, data, opts, done);
+        async move {
+            if written {
+                return Ok(());
+            }
+            result.await.unwrap_or(Err(Error::ConnectionClosed))
+        }
     }
 
     /// `send`, reporting the outcome to `done` instead of a future. A send
     /// beyond the agent's queue budget fails at once with `Backpressure`.
-    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done) {
+    ///
+    /// A message with nothing ahead of it on an open link is written to the
+    /// socket before this returns: then the result is `true` and `done` is
+    /// dropped unfired (the caller knows). Otherwise `done` hears later.
+    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done) -> bool {
         if let Err(e) = self.check_open().and_then(|()| self.shared.proto.check_outgoing(&data)) {
             done.complete(Err(e));
-            return;
+            return false;
         }
+        let (data, done_later) = match self.shared.registry.in_use(&target, &opts) {
+            Some(wire) => match wire.send_now(data, done) {
+                Now::Written(done) => {
+                    done.disarm();
+                    return true;
+                }
+                Now::Writing => return false,
+                Now::Failed(err, done) => {
+                    done.complete(Err(err));
+                    return false;
+                }
+                Now::Later(data, done) => (data, done),
+            },
+            None => (data, done),
+        };
+        done = done_later;
         let key = match (&target.link, &target.agent) {
             (Some(link), _) => format!("link {link}"),
             (None, Some(agent)) => agent.clone(),
@@ -106,11 +135,12 @@ impl Peer {
             Ok(budget) => done.hold(budget),
             Err(e) => {
                 done.complete(Err(e));
-                return;
+                return false;
             }
         }
         let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0 });
         self.shared.start_dials(dial);
+        false
     }
 
     /// Open (or reuse) a link without sending; resolves when it is open.

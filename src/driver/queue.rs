@@ -71,6 +71,13 @@ impl Done {
         self.fire(result);
     }
 
+    /// Drop without telling anyone: the caller learned the outcome itself
+    /// (a message written before `send` returned).
+    pub fn disarm(mut self) {
+        self.to = None;
+        self.budget = None;
+    }
+
     fn fire(&mut self, result: Result<()>) {
         self.budget = None;
         match self.to.take() {
@@ -151,16 +158,19 @@ pub(crate) struct Outgoing {
     pub attempts: u8,
 }
 
-/// What a link's queue carries.
+/// A request to hear when a link is open (the address lets a closing link
+/// pass it on to the next one).
+pub(crate) struct Waiter {
+    pub done: oneshot::Sender<Result<LinkInfo>>,
+    pub target: Target,
+    pub opts: SendOptions,
+}
+
+/// What a link's queue carries. Boxed, so that a queue of these stays small
+/// whatever each carries.
 pub(crate) enum Cmd {
-    Send(Outgoing),
-    /// Answer once the link is open (the address lets a closing link pass
-    /// the request on to the next one).
-    Connect {
-        done: oneshot::Sender<Result<LinkInfo>>,
-        target: Target,
-        opts: SendOptions,
-    },
+    Send(Box<Outgoing>),
+    Connect(Box<Waiter>),
 }
 
 impl Cmd {
@@ -168,8 +178,8 @@ impl Cmd {
     pub fn reject(self, err: &Error) {
         match self {
             Cmd::Send(out) => out.done.complete(Err(err.clone())),
-            Cmd::Connect { done, .. } => {
-                let _ = done.send(Err(err.clone()));
+            Cmd::Connect(w) => {
+                let _ = w.done.send(Err(err.clone()));
             }
         }
     }

@@ -23,14 +23,15 @@
 //! The registry starts no task: when a message needs a new link, it returns
 //! a `DialOrder`, and the caller starts the dial once the lock is released.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::event::LinkInfo;
-use super::queue::{Cmd, Outgoing, SendOptions, Target};
+use super::queue::{Cmd, Outgoing, SendOptions, Target, Waiter};
+use super::wire::Wire;
 use crate::error::{Error, Result};
 use crate::proto::Pattern;
 
@@ -50,8 +51,16 @@ enum Phase {
     Closing,
 }
 
+/// Where a link's commands go.
+enum Mailbox {
+    /// A dial in progress: no socket yet, so commands wait here.
+    Waiting(VecDeque<Cmd>),
+    /// The link's wire, which its task reads.
+    Live(Arc<Wire>),
+}
+
 struct Entry {
-    tx: mpsc::UnboundedSender<Cmd>,
+    mailbox: Mailbox,
     phase: Phase,
     route: Option<Route>,
     info: Option<LinkInfo>,
@@ -67,10 +76,9 @@ pub(crate) struct LinkLimits {
     pub referee: usize,
 }
 
-/// A new link's end of its command queue.
+/// A new link: its id, and what cancels it.
 pub(crate) struct NewLink {
     pub id: u64,
-    pub rx: mpsc::UnboundedReceiver<Cmd>,
     pub cancel: CancellationToken,
 }
 
@@ -116,8 +124,41 @@ impl Registry {
     }
 
     /// Register an inbound link, whose peer is not known yet.
-    pub(crate) fn add_inbound(&self) -> NewLink {
-        self.lock().add(&self.shutdown, None)
+    pub(crate) fn add_inbound(&self, wire: Arc<Wire>) -> NewLink {
+        self.lock().add(&self.shutdown, None, Mailbox::Live(wire))
+    }
+
+    /// A dialled link has its socket: commands queued while it dialled move
+    /// to its wire, in order. False if the link is gone.
+    pub(crate) fn install(&self, id: u64, wire: &Arc<Wire>) -> bool {
+        let mut inner = self.lock();
+        let Some(entry) = inner.links.get_mut(&id).filter(|e| e.phase != Phase::Closing) else { return false };
+        if let Mailbox::Waiting(queued) = std::mem::replace(&mut entry.mailbox, Mailbox::Live(wire.clone())) {
+            let mut st = wire.lock();
+            st.cmds.extend(queued);
+            drop(st);
+            wire.wake.notify_one();
+        }
+        true
+    }
+
+    /// The wire a message for `target` would go on now, if it is open: for
+    /// a send that may write at once (`Wire::send_now`). It picks the link
+    /// `submit` would.
+    pub(crate) fn in_use(&self, target: &Target, opts: &SendOptions) -> Option<Arc<Wire>> {
+        let inner = self.lock();
+        let id = match target.link {
+            Some(id) => id,
+            None => {
+                let route = Route { agent: target.agent.clone()?, anonymous: opts.referee };
+                let ids = inner.routes.get(&route)?;
+                *ids.iter().find(|id| inner.links.get(id).is_some_and(|e| e.phase == Phase::Open))?
+            }
+        };
+        match inner.links.get(&id) {
+            Some(Entry { mailbox: Mailbox::Live(wire), phase: Phase::Open | Phase::Opening, .. }) => Some(wire.clone()),
+            _ => None,
+        }
     }
 
     /// Put a message on the queue of its link, in call order. Answers
@@ -192,23 +233,34 @@ impl Registry {
     /// is still queued on it. Unsent messages go to another link (`Requeue`),
     /// or are rejected with the error. Returns the dials to start for them.
     #[must_use]
-    pub(crate) fn retire(&self, id: u64, cmds: &mut mpsc::UnboundedReceiver<Cmd>, outcome: Retire) -> Vec<DialOrder> {
+    pub(crate) fn retire(&self, id: u64, outcome: Retire) -> Vec<DialOrder> {
         let mut dials = Vec::new();
         let mut inner = self.lock();
         inner.unroute(id);
-        if let Some(entry) = inner.links.get_mut(&id) {
-            entry.phase = Phase::Closing;
-        }
-        cmds.close();
-        while let Ok(cmd) = cmds.try_recv() {
+        let cmds = match inner.links.get_mut(&id) {
+            Some(entry) => {
+                entry.phase = Phase::Closing;
+                match &mut entry.mailbox {
+                    Mailbox::Waiting(queued) => std::mem::take(queued),
+                    Mailbox::Live(wire) => {
+                        let mut st = wire.lock();
+                        st.retired = true;
+                        std::mem::take(&mut st.cmds)
+                    }
+                }
+            }
+            None => VecDeque::new(),
+        };
+        for cmd in cmds {
             match (cmd, &outcome) {
                 (Cmd::Send(mut out), Retire::Requeue)
                     if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() =>
                 {
                     out.attempts += 1;
-                    inner.submit(&self.shutdown, out, &mut dials);
+                    inner.submit(&self.shutdown, *out, &mut dials);
                 }
-                (Cmd::Connect { done, target, opts }, Retire::Requeue) if target.link.is_none() => {
+                (Cmd::Connect(w), Retire::Requeue) if w.target.link.is_none() => {
+                    let Waiter { done, target, opts } = *w;
                     inner.connect(&self.shutdown, target, opts, done, &mut dials);
                 }
                 (cmd, Retire::Requeue) => cmd.reject(&Error::ConnectionClosed),
@@ -253,8 +305,7 @@ impl Registry {
 }
 
 impl Inner {
-    fn add(&mut self, shutdown: &CancellationToken, route: Option<Route>) -> NewLink {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn add(&mut self, shutdown: &CancellationToken, route: Option<Route>, mailbox: Mailbox) -> NewLink {
         let cancel = shutdown.child_token();
         self.next_id += 1;
         let id = self.next_id;
@@ -263,9 +314,9 @@ impl Inner {
         }
         self.links.insert(
             id,
-            Entry { tx, phase: Phase::Opening, route, info: None, cancel: cancel.clone(), anonymous_slot: false },
+            Entry { mailbox, phase: Phase::Opening, route, info: None, cancel: cancel.clone(), anonymous_slot: false },
         );
-        NewLink { id, rx, cancel }
+        NewLink { id, cancel }
     }
 
     fn unroute(&mut self, id: u64) {
@@ -278,8 +329,8 @@ impl Inner {
         }
     }
 
-    /// The queue of the link a message for `target` goes on: the link in use
-    /// (the oldest open one), else one still opening (the newest); creates a
+    /// The link a message for `target` goes on: the link in use (the
+    /// oldest open one), else one still opening (the newest); creates a
     /// link (and orders its dial) when there is none.
     fn route(
         &mut self,
@@ -287,13 +338,13 @@ impl Inner {
         target: &Target,
         opts: &SendOptions,
         dials: &mut Vec<DialOrder>,
-    ) -> Result<(u64, mpsc::UnboundedSender<Cmd>)> {
+    ) -> Result<u64> {
         if shutdown.is_cancelled() {
             return Err(Error::Closed);
         }
         if let Some(id) = target.link {
             return match self.links.get(&id) {
-                Some(e) if e.phase != Phase::Closing => Ok((id, e.tx.clone())),
+                Some(e) if e.phase != Phase::Closing => Ok(id),
                 _ => Err(Error::ConnectionClosed),
             };
         }
@@ -304,26 +355,36 @@ impl Inner {
             .ok_or_else(|| Error::InvalidArgument("the address has no agent".into()))?;
         let route = Route { agent: agent.clone(), anonymous: opts.referee };
         let ids = self.routes.get(&route).map(Vec::as_slice).unwrap_or_default();
-        let live = |id: &&u64, phase| self.links.get(id).is_some_and(|e| e.phase == phase && !e.tx.is_closed());
+        let live = |id: &&u64, phase| self.links.get(id).is_some_and(|e| e.phase == phase);
         let in_use = ids.iter().find(|id| live(id, Phase::Open));
         if let Some(&id) = in_use.or_else(|| ids.iter().rev().find(|id| live(id, Phase::Opening))) {
-            if let Some(e) = self.links.get(&id) {
-                return Ok((id, e.tx.clone()));
-            }
+            return Ok(id);
         }
         if target.host.is_none() || target.port.is_none() {
             return Err(Error::InvalidArgument(format!("no open link to {agent}, and no host and port to dial")));
         }
-        let link = self.add(shutdown, Some(route));
+        let link = self.add(shutdown, Some(route), Mailbox::Waiting(VecDeque::new()));
         let id = link.id;
-        let tx = self.links.get(&id).map(|e| e.tx.clone()).ok_or(Error::Closed)?;
         dials.push(DialOrder { link, target: target.clone(), opts: opts.clone() });
-        Ok((id, tx))
+        Ok(id)
+    }
+
+    /// Put a command on link `id`'s queue; hands it back when the link
+    /// takes nothing more.
+    fn push(&mut self, id: u64, cmd: Cmd) -> std::result::Result<(), Cmd> {
+        match self.links.get_mut(&id).map(|e| &mut e.mailbox) {
+            Some(Mailbox::Waiting(queued)) => {
+                queued.push_back(cmd);
+                Ok(())
+            }
+            Some(Mailbox::Live(wire)) => wire.push(cmd),
+            None => Err(cmd),
+        }
     }
 
     fn submit(&mut self, shutdown: &CancellationToken, mut out: Outgoing, dials: &mut Vec<DialOrder>) {
         for _ in 0..MAX_ATTEMPTS {
-            let (id, tx) = match self.route(shutdown, &out.target, &out.opts, dials) {
+            let id = match self.route(shutdown, &out.target, &out.opts, dials) {
                 Ok(r) => r,
                 // A message handed back by a closing link that has nowhere
                 // else to go: its link closed; the caller's arguments were fine.
@@ -336,15 +397,17 @@ impl Inner {
                     return;
                 }
             };
-            match tx.send(Cmd::Send(out)) {
+            match self.push(id, Cmd::Send(Box::new(out))) {
                 Ok(()) => return,
-                // The link's task has ended; it wrote nothing of this message.
-                Err(mpsc::error::SendError(cmd)) => {
+                // The link takes nothing more; it wrote nothing of this message.
+                Err(cmd) => {
                     self.unroute(id);
-                    self.links.remove(&id);
+                    if let Some(e) = self.links.get_mut(&id) {
+                        e.phase = Phase::Closing;
+                    }
                     match cmd {
-                        Cmd::Send(o) => out = o,
-                        Cmd::Connect { .. } => return,
+                        Cmd::Send(o) => out = *o,
+                        Cmd::Connect(_) => return,
                     }
                 }
             }
@@ -361,8 +424,8 @@ impl Inner {
         dials: &mut Vec<DialOrder>,
     ) {
         match self.route(shutdown, &target, &opts, dials) {
-            Ok((_, tx)) => {
-                if let Err(mpsc::error::SendError(cmd)) = tx.send(Cmd::Connect { done, target, opts }) {
+            Ok(id) => {
+                if let Err(cmd) = self.push(id, Cmd::Connect(Box::new(Waiter { done, target, opts }))) {
                     cmd.reject(&Error::ConnectionClosed);
                 }
             }

@@ -123,6 +123,18 @@ pub fn wanted(buf: &[u8]) -> usize {
     }
 }
 
+/// Whether `buf` starts with a whole frame (prefix and body).
+pub fn is_complete(buf: &[u8]) -> bool {
+    match buf.get(..PREFIX) {
+        None => false,
+        Some(p) => {
+            let mut len = [0u8; PREFIX];
+            len.copy_from_slice(p);
+            buf.len() >= PREFIX + u32::from_be_bytes(len) as usize
+        }
+    }
+}
+
 /// Append one frame (length prefix, then `body`) to `out`.
 pub fn encode_into(out: &mut BytesMut, body: &[u8]) {
     out.reserve(PREFIX + body.len());
@@ -181,6 +193,16 @@ mod tests {
         assert_eq!(buf.capacity(), cap);
         assert_eq!(wanted(&buf), (1 << 20) + 4 - 5);
         assert_eq!(wanted(&[0, 0]), 2);
+    }
+
+    #[test]
+    fn a_whole_frame_at_the_front_is_seen_byte_by_byte() {
+        let wire = [encode(b"Tab"), encode(b"Tc")].concat();
+        let complete: Vec<bool> = (0..=wire.len()).map(|n| is_complete(&wire[..n])).collect();
+        // 4 + 3 bytes make the first frame; more bytes after it change nothing.
+        assert_eq!(complete.iter().position(|&c| c), Some(7));
+        assert!(complete[7..].iter().all(|&c| c));
+        assert!(is_complete(&encode(b"")), "an empty frame is whole (the core refuses it)");
     }
 
     #[test]

@@ -19,9 +19,7 @@
 //! forgotten, which re-opens a replay window only for that key's old,
 //! already-spent messages.
 
-use std::num::NonZeroUsize;
-
-use lru::LruCache;
+use crate::bounded::BoundedLru;
 
 use super::keys::Key;
 
@@ -30,7 +28,7 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 
 #[derive(Debug)]
 pub struct ReplayTable {
-    newest: LruCache<Key, u64>,
+    newest: BoundedLru<Key, u64>,
     /// Timestamps at or below this are refused from every key.
     floor: u64,
 }
@@ -45,8 +43,7 @@ impl ReplayTable {
     /// `floor`: the oldest timestamp still taken (the process start, less a
     /// margin for clock differences between nodes).
     pub fn new(capacity: usize, floor: u64) -> Self {
-        let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Self { newest: LruCache::new(cap), floor }
+        Self { newest: BoundedLru::new(capacity), floor }
     }
 
     /// True when `timestamp` is newer than the floor and than anything

@@ -116,6 +116,42 @@ impl Handshake {
     }
 }
 
+/// X25519 operations one link costs, both ends together (N, then KK):
+/// each side's ephemeral key, and every `es`, `ss`, `ee`, `se` of both
+/// patterns. What the handshake-rate ceiling divides by.
+pub const DH_PER_LINK: u32 = 13;
+
+/// How many X25519 scalar multiplications this thread does per second with
+/// the primitives the handshakes use (for the benchmark's ceiling): runs
+/// for about `for_how_long`.
+pub fn dh_rate(for_how_long: std::time::Duration) -> f64 {
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let resolver = DefaultResolver;
+    let (Some(mut a), Some(mut b), Some(mut rng)) = (
+        resolver.resolve_dh(&snow::params::DHChoice::Curve25519),
+        resolver.resolve_dh(&snow::params::DHChoice::Curve25519),
+        resolver.resolve_rng(),
+    ) else {
+        return 0.0;
+    };
+    if a.generate(rng.as_mut()).is_err() || b.generate(rng.as_mut()).is_err() {
+        return 0.0;
+    }
+    let peer = b.pubkey().to_vec();
+    let mut out = [0u8; 32];
+    let start = std::time::Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < for_how_long {
+        for _ in 0..64 {
+            if a.dh(&peer, &mut out).is_err() {
+                return 0.0;
+            }
+        }
+        done += 64;
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

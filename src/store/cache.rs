@@ -14,10 +14,9 @@
 //!   a change never stores what the change made stale;
 //! - tickets are never cached.
 
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
+use crate::bounded::BoundedLru;
 
 use crate::proto::Key;
 
@@ -40,8 +39,8 @@ pub enum Change {
 }
 
 pub struct Cache {
-    keys: LruCache<String, (Option<Key>, Instant)>,
-    partners: LruCache<String, (bool, Instant)>,
+    keys: BoundedLru<String, (Option<Key>, Instant)>,
+    partners: BoundedLru<String, (bool, Instant)>,
     ttl: Duration,
     generation: u64,
     live: bool,
@@ -49,8 +48,7 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Self { keys: LruCache::new(cap), partners: LruCache::new(cap), ttl, generation: 0, live: false }
+        Self { keys: BoundedLru::new(capacity), partners: BoundedLru::new(capacity), ttl, generation: 0, live: false }
     }
 
     /// Use the cache (the notification connection is up) or not. Either way
@@ -118,7 +116,7 @@ impl Cache {
         self.partners.clear();
     }
 
-    fn fresh<V: Copy>(map: &mut LruCache<String, (V, Instant)>, agent: &str, now: Instant) -> Option<V> {
+    fn fresh<V: Copy>(map: &mut BoundedLru<String, (V, Instant)>, agent: &str, now: Instant) -> Option<V> {
         match map.get(agent) {
             Some(&(v, expires)) if now < expires => Some(v),
             Some(_) => {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{close_all, nodes, wait_for};
+use super::{close_all, nodes, nodes_with, wait_for};
 use crate::driver::{EventKind, SendOptions, Target};
 use crate::error::Error;
 use crate::proto::Identity;
@@ -84,4 +84,33 @@ async fn a_send_to_a_dead_port_rejects_with_connect_failed() {
     n[0].peer.close().await;
     let err = n[0].peer.send(n[0].target(), b"{}".to_vec(), SendOptions::default()).await.unwrap_err();
     assert_eq!(err, Error::Closed);
+}
+
+/// More is queued while the link opens than it takes off its queue in one
+/// go (`HIGH_WATER`), and the socket takes each go at once: the link must go
+/// on by itself, with no further send to wake it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_longer_than_the_high_water_mark_is_written_out_by_itself() {
+    // One message a go, so that the socket surely takes each go whole.
+    let n = nodes_with(2, None, |cfg| cfg.high_water = 1).await;
+    let pad = "x".repeat(1024);
+    let sends: Vec<_> = (0..4_000)
+        .map(|i| {
+            n[0].peer.send(n[1].target(), format!(r#"{{"i":{i},"pad":"{pad}"}}"#).into_bytes(), SendOptions::default())
+        })
+        .collect();
+    let all = async {
+        for s in sends {
+            s.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all).await.expect("every send is written");
+    wait_for("4,000 messages", || n[1].messages().len() == 4_000).await;
+    let order: Vec<u32> = n[1]
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["i"].as_u64().unwrap() as u32)
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] + 1 == w[1]), "in order");
+    close_all(&n).await;
 }

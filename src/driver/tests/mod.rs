@@ -83,6 +83,11 @@ impl Node {
 
 /// Nodes that all know each other's keys.
 pub(super) async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
+    nodes_with(n, idle, |_| {}).await
+}
+
+/// `nodes`, with settings changed by `tune`.
+pub(super) async fn nodes_with(n: u8, idle: Option<Duration>, tune: impl Fn(&mut PeerConfig)) -> Vec<Node> {
     let keys = Arc::new(Keys::default());
     let mut out = Vec::new();
     for i in 0..n {
@@ -94,6 +99,8 @@ pub(super) async fn nodes(n: u8, idle: Option<Duration>) -> Vec<Node> {
             max_pending_per_ip: 64,
             ..PeerConfig::new(id.agent.clone())
         };
+        let mut cfg = cfg;
+        tune(&mut cfg);
         let seen = Arc::new(Recorder::default());
         let peer = Peer::new(cfg, keys.clone(), seen.clone()).expect("valid settings");
         peer.listen().expect("listen on loopback");
