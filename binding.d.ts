@@ -2,17 +2,23 @@
 /* eslint-disable */
 
 export declare class NativePeer {
-  constructor(options: NativeOptions, onInput: (i: Input) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void)
+  constructor(options: NativeOptions, onInput: (link: number, messages?: string, early?: Array<number>, from?: FromInfo, event?: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (written: Array<number>, failed?: Array<SendFailure>) => void)
   /** Bind and start listening, now; returns the bound address. */
   listen(): ListenAddress
   /**
-   * Send one message (JSON object text). True: it was written to the
-   * socket before this returned, and nothing more will be said about it.
-   * False: how it ends (written, or why not) is reported once, with `id`,
-   * to `onSent`. Either way it is queued in call order. Throws only for
-   * bad arguments.
+   * Send one message (JSON object text), in call order. Returns 1: it was
+   * written to the socket before this returned, and nothing more will be
+   * said about it; 2: corked (`cork`), to be written by `uncork`, which
+   * returns its id (or `onSent` reports it); 0: `onSent` reports how it
+   * ended, once, with `id`. Throws only for bad arguments.
    */
-  send(id: number, to: NativeTarget, data: string, options?: NativeSendOptions | undefined | null): boolean
+  send(id: number, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, data: string, extra: NativeSendExtra | undefined | null, cork: boolean): number
+  /**
+   * Write every message corked since the last call, one write per link.
+   * Returns the ids of the sends this wrote (the rest are reported to
+   * `onSent` as usual).
+   */
+  uncork(): Array<number>
   /** Open (or reuse) a link without sending. */
   connect(to: NativeTarget, options?: NativeSendOptions | undefined | null): Promise<LinkSummary>
   /** Close, in order, the links to an agent; returns how many. */
@@ -92,12 +98,6 @@ export interface DatabaseOptions {
 /** The defaults of every `NoisePeer` option that has one. */
 export declare function defaults(): PeerDefaults
 
-/** Messages from one link, in the order they arrived. */
-export interface Delivery {
-  from: FromInfo
-  messages: Array<MessageInfo>
-}
-
 /** Every error code the addon can report (`err.code`, event `reason`). */
 export declare function errorCodes(): Array<string>
 
@@ -150,12 +150,6 @@ export interface FromInfo {
  */
 export declare function generateKeypair(): Keypair
 
-/** What the node reports, in order: a batch of messages or an event. */
-export interface Input {
-  delivery?: Delivery
-  event?: EventInfo
-}
-
 /** A node identity. */
 export interface Keypair {
   /** Agent id: base64url of the Ed25519 public key. */
@@ -206,14 +200,6 @@ export interface LookupRequest {
   ticket?: string
   /** JSON text of the initiator's claimed CHIP address. */
   from?: string
-}
-
-/** One message. */
-export interface MessageInfo {
-  /** The message's JSON text. */
-  data: string
-  /** It rode in a legacy initiator's replayable handshake message. */
-  early: boolean
 }
 
 /**
@@ -271,6 +257,20 @@ export interface NativeOptions {
   database?: DatabaseOptions
 }
 
+/**
+ * What a send rarely needs beside agent, host and port: passed only when
+ * there is some, so the common send crosses into Rust with no object.
+ */
+export interface NativeSendExtra {
+  /** The agent's X25519 key, when the caller knows it. */
+  key?: Buffer
+  /** Send on this link only. */
+  link?: number
+  /** JSON text of the ticket (first contact, IK). */
+  ticket?: string
+  referee?: boolean
+}
+
 /** How to open a link if one is needed. */
 export interface NativeSendOptions {
   /** JSON text of the ticket (first contact, IK). */
@@ -321,11 +321,11 @@ export interface PeerStats {
   store: StoreStatsInfo
 }
 
-/** How one send ended: no `code` means written to the socket. */
-export interface SendResult {
+/** A send that failed, and why. */
+export interface SendFailure {
   id: number
-  code?: string
-  message?: string
+  code: string
+  message: string
 }
 
 /** What a store has done, for an operator to watch. */

@@ -136,7 +136,10 @@ describe('security: attacks a review found', function () {
       a.child.send({ send: { agent: m.agent, count: 300, size: 60 * KIB } }) // 18 MiB offered
       const sent = await a.next((r) => r.sent)
       const early = sent.sent.ERR_BACKPRESSURE || 0
-      assert.ok(early > 200, `sends past the budget fail at once (${early} of 300)`)
+      // Accepted: the 2 MiB budget, a link's write buffer (256 KiB and one
+      // message), and what the kernel's socket buffers took meanwhile (a few
+      // MiB on loopback); the rest of the 18 MiB fails at once.
+      assert.ok(early >= 150, `sends past the budget fail at once (${early} of 300)`)
       const { settled } = await a.next((r) => r.settled, 10000)
       const total = Object.values(settled).reduce((n, k) => n + k, 0)
       assert.strictEqual(total, 300, `every send settles (${total} after ${Date.now() - t0} ms)`)

@@ -11,6 +11,10 @@ const { bytes, identityFrom } = require('./keys')
 // The defaults of every option, from the Rust settings (the one source).
 const DEFAULTS = Object.freeze(native.defaults())
 
+// What the native send says: to be reported later, written, or corked.
+const SENT_WRITTEN = 1
+const SENT_CORKED = 2
+
 // Messages that arrive before the first onMessage listener are held, up to this many.
 const EARLY_BUFFER = 10000
 
@@ -84,6 +88,20 @@ class NoisePeer {
     this._messageListeners = []
     this._eventListeners = []
     this._held = []
+    // Sends in one turn of the event loop: the first is written at once, the
+    // rest go in one write per link when the turn ends (`_endTurn`).
+    this._turn = false
+    this._corked = false
+    this._endTurn = () => {
+      this._turn = false
+      if (!this._corked) return
+      this._corked = false
+      let written = []
+      try { written = this._native.uncork() } catch (_) { /* closed: Rust reports each send */ }
+      this._sent(written)
+    }
+    // Who is at the other end of each link that delivered (Rust says it once).
+    this._from = new Map()
     this._closed = null
     this._keepAlive = null // a ref'd timer: a listening peer keeps Node running, like net.Server
     this._unref = false
@@ -122,7 +140,10 @@ class NoisePeer {
       hasPeerKey: !!o.peerKey,
       hasCheckTicket: !!o.checkTicket,
       database: toDatabase(o.database)
-    }, (i) => { if (i.delivery) this._deliver(i.delivery); else this._emit(i.event) }, (r) => this._lookup(r), (results) => this._sent(results)))
+    }, (link, messages, early, from, event) => {
+      if (messages != null) this._deliver({ link, messages, early, from })
+      else this._emit(event)
+    }, (r) => this._lookup(r), (written, failed) => this._sent(written, failed)))
     this.agent = o.agent
     this.encrypted = this._native.encrypted
   }
@@ -211,14 +232,26 @@ class NoisePeer {
       return Promise.reject(err)
     }
     const id = ++this._nextSend
-    let written
+    // The first send of a turn is written at once; later ones in the same
+    // turn are corked and written together when the turn ends.
+    const cork = this._turn
+    if (!cork) {
+      this._turn = true
+      queueMicrotask(this._endTurn)
+    }
+    let sent
     try {
-      written = this._native.send(id, target, text, options)
+      // Agent, host and port cross as they are; anything rarer in one object.
+      const extra = target.key !== undefined || target.link !== undefined || options !== undefined
+        ? { key: target.key, link: target.link, ...options }
+        : undefined
+      sent = this._native.send(id, target.agent ?? null, target.host ?? null, target.port ?? null, text, extra, cork)
     } catch (err) {
       return Promise.reject(fromNative(err))
     }
     // Written to the socket already: nothing more will come for this id.
-    if (written) return Promise.resolve()
+    if (sent === SENT_WRITTEN) return Promise.resolve()
+    if (sent === SENT_CORKED) this._corked = true
     return new Promise((resolve, reject) => {
       this._sends.set(id, { resolve, reject })
       this._holdProcess()
@@ -226,17 +259,21 @@ class NoisePeer {
   }
 
   // Send outcomes, in batches from Rust: each settles its promise exactly once.
-  _sent (results) {
-    for (const { id, code, message } of results) {
+  _sent (written, failed) {
+    for (const id of written) {
       const pending = this._sends.get(id)
       if (!pending) continue
       this._sends.delete(id)
-      if (code) {
+      pending.resolve()
+    }
+    if (failed) {
+      for (const { id, code, message } of failed) {
+        const pending = this._sends.get(id)
+        if (!pending) continue
+        this._sends.delete(id)
         const err = new Error(message)
         err.code = code
         pending.reject(err)
-      } else {
-        pending.resolve()
       }
     }
     this._holdProcess()
@@ -270,26 +307,34 @@ class NoisePeer {
     return this._closed
   }
 
-  // A batch of messages from one link, in order.
+  // A batch of messages from one link, in order: `messages` is one JSON
+  // array text, `early` the indexes of those that rode in a replayable
+  // handshake message, `from` given with a link's first batch only.
   _deliver (d) {
+    if (d.from) {
+      if (d.from.agent === undefined) d.from.agent = null // anonymous referee query
+      this._from.set(d.link, d.from)
+    } else {
+      d.from = this._from.get(d.link)
+    }
     if (this._messageListeners.length === 0) {
       if (this._held.length < EARLY_BUFFER) this._held.push(d)
-      else this._emit({ type: 'error', link: d.from.link, agent: d.from.agent, reason: ERR_NO_LISTENER, message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
+      else this._emit({ type: 'error', link: d.link, agent: d.from.agent, reason: ERR_NO_LISTENER, message: 'messages arrived with no onMessage listener and the hold buffer is full', clean: false, written: 0, initiator: false })
       return
     }
     const base = d.from
-    if (base.agent === undefined) base.agent = null // anonymous referee query
-    for (const m of d.messages) {
-      const message = JSON.parse(m.data) // the core checked it is one JSON object
+    const messages = JSON.parse(d.messages) // the core checked each is one JSON object
+    for (let i = 0; i < messages.length; i++) {
       // Each message gets its own `from`, so a listener may keep or change it.
-      const from = m.early ? { ...base, early: true } : { ...base }
+      const from = d.early && d.early.includes(i) ? { ...base, early: true } : { ...base }
       for (const fn of this._messageListeners) {
-        try { fn(from, message) } catch (err) { this._listenerFailed(err) }
+        try { fn(from, messages[i]) } catch (err) { this._listenerFailed(err) }
       }
     }
   }
 
   _emit (event) {
+    if (event.type !== 'open') this._from.delete(event.link)
     for (const fn of this._eventListeners) {
       try { fn(event) } catch (err) { console.error('mychips-noise: an onEvent listener threw:', err) }
     }

@@ -6,18 +6,19 @@
 //! and answers with `NativePeer.answer(id, ...)`. A request that JavaScript
 //! never answers is bounded by the driver's lookup deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use napi::bindgen_prelude::FnArgs;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::options::{Delivery, EventInfo, FromInfo, Input, LookupRequest, MessageInfo, SendResult};
-use crate::driver::{DeliveryPermit, LinkInfo, PeerEvent, Sink};
+use super::options::{EventInfo, FromInfo, LookupRequest, SendFailure};
+use crate::driver::{DeliveryPermit, EventKind, LinkInfo, PeerEvent, Sink};
 use crate::error::{Error, Result};
 use crate::proto::{keys, Address, Answer, Key};
 use crate::store::{Partner, Store, StoreStats};
@@ -25,37 +26,89 @@ use crate::store::{Partner, Store, StoreStats};
 /// A weak JavaScript callback taking one value.
 pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 
+/// What the node reports, in order, as the arguments of one callback:
+/// `(link, messages, early, from, event)`. A batch of messages from one link
+/// is one JSON array text (JavaScript parses it in one call), the indexes
+/// of those that rode in a replayable handshake message (if any), and who
+/// sent them the first time that link delivers (JavaScript keeps it until
+/// the link's end); or else an event.
+pub type InputArgs = FnArgs<(f64, Option<String>, Option<Vec<u32>>, Option<FromInfo>, Option<EventInfo>)>;
+
+/// How sends ended, in batches: the ids of those written, and the failures.
+pub type SentArgs = FnArgs<(Vec<f64>, Option<Vec<SendFailure>>)>;
+
 /// Messages and events share one callback, so JavaScript sees them in the
 /// order they happened (a link's `open` before its first message).
 pub struct JsSink {
-    pub on_input: JsCallback<Input>,
+    on_input: JsCallback<InputArgs>,
+    /// Links whose `from` JavaScript has been given.
+    introduced: Mutex<HashSet<u64>>,
+}
+
+impl JsSink {
+    pub fn new(on_input: JsCallback<InputArgs>) -> Self {
+        Self { on_input, introduced: Mutex::default() }
+    }
+
+    /// True the first time for each link.
+    fn introduce(&self, link: u64) -> bool {
+        self.introduced.lock().map(|mut set| set.insert(link)).unwrap_or(true)
+    }
 }
 
 impl Sink for JsSink {
     fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>, permit: Option<DeliveryPermit>) {
         // The core checked that each is one JSON object in valid UTF-8, so
-        // nothing is dropped here; a message that somehow is not is left out
-        // rather than altered.
-        let messages = batch
-            .into_iter()
-            .filter_map(|(data, early)| String::from_utf8(data).ok().map(|data| MessageInfo { data, early }))
-            .collect();
+        // joined with commas they are one JSON array; a message that somehow
+        // is not valid UTF-8 is left out rather than altered.
+        let mut text = String::with_capacity(batch.iter().map(|(d, _)| d.len() + 1).sum::<usize>() + 2);
+        let mut early = Vec::new();
+        let mut n = 0u32;
+        text.push('[');
+        for (data, is_early) in &batch {
+            let Ok(message) = std::str::from_utf8(data) else { continue };
+            if n > 0 {
+                text.push(',');
+            }
+            text.push_str(message);
+            if *is_early {
+                early.push(n);
+            }
+            n += 1;
+        }
+        text.push(']');
+        let first = self.introduce(from.link);
+        let args = (
+            from.link as f64,
+            Some(text),
+            (!early.is_empty()).then_some(early),
+            first.then(|| FromInfo::from(from)),
+            None,
+        );
         // The permit is given back once JavaScript has run its listeners on
         // the batch: until then it counts against the node's backlog, and
         // links stop reading when the backlog is full.
-        let _ = self.on_input.call_with_return_value(
-            Input { delivery: Some(Delivery { from: FromInfo::from(from), messages }), event: None },
-            ThreadsafeFunctionCallMode::NonBlocking,
-            move |_, _| {
+        let status =
+            self.on_input.call_with_return_value(args.into(), ThreadsafeFunctionCallMode::NonBlocking, move |_, _| {
                 drop(permit);
                 Ok(())
-            },
-        );
+            });
+        if status != Status::Ok && first {
+            // JavaScript never heard of this link: say who it is next time.
+            if let Ok(mut set) = self.introduced.lock() {
+                set.remove(&from.link);
+            }
+        }
     }
 
     fn event(&self, event: PeerEvent) {
-        let input = Input { delivery: None, event: Some(EventInfo::from(event)) };
-        let _ = self.on_input.call(input, ThreadsafeFunctionCallMode::NonBlocking);
+        if event.kind != EventKind::Open {
+            if let Ok(mut set) = self.introduced.lock() {
+                set.remove(&event.link);
+            }
+        }
+        let args = (event.link as f64, None, None, None, Some(EventInfo::from(event)));
+        let _ = self.on_input.call(args.into(), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 
@@ -66,22 +119,23 @@ const RESULT_BATCH: usize = 4096;
 /// finished since the last one. Ends when the peer (every sender) is gone.
 pub async fn report_results(
     mut results: tokio::sync::mpsc::UnboundedReceiver<(u64, crate::Result<()>)>,
-    on_sent: JsCallback<Vec<SendResult>>,
+    on_sent: JsCallback<SentArgs>,
 ) {
-    let mut batch = Vec::new();
     while let Some(first) = results.recv().await {
+        let mut written = Vec::new();
+        let mut failed = Vec::new();
         let mut next = Some(first);
         while let Some((id, result)) = next.take() {
-            let (code, message) = match result {
-                Ok(()) => (None, None),
-                Err(e) => (Some(e.code().to_owned()), Some(e.to_string())),
-            };
-            batch.push(SendResult { id: id as f64, code, message });
-            if batch.len() < RESULT_BATCH {
+            match result {
+                Ok(()) => written.push(id as f64),
+                Err(e) => failed.push(SendFailure { id: id as f64, code: e.code().to_owned(), message: e.to_string() }),
+            }
+            if written.len() + failed.len() < RESULT_BATCH {
                 next = results.try_recv().ok();
             }
         }
-        let _ = on_sent.call(std::mem::take(&mut batch), ThreadsafeFunctionCallMode::NonBlocking);
+        let failed = (!failed.is_empty()).then_some(failed);
+        let _ = on_sent.call((written, failed).into(), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

@@ -197,6 +197,19 @@ pub struct NativeSendOptions {
     pub referee: Option<bool>,
 }
 
+/// What a send rarely needs beside agent, host and port: passed only when
+/// there is some, so the common send crosses into Rust with no object.
+#[napi(object)]
+pub struct NativeSendExtra {
+    /// The agent's X25519 key, when the caller knows it.
+    pub key: Option<Buffer>,
+    /// Send on this link only.
+    pub link: Option<f64>,
+    /// JSON text of the ticket (first contact, IK).
+    pub ticket: Option<String>,
+    pub referee: Option<bool>,
+}
+
 /// Who a message came from.
 #[napi(object)]
 pub struct FromInfo {
@@ -223,29 +236,6 @@ impl From<&LinkInfo> for FromInfo {
             encrypted: i.encrypted,
         }
     }
-}
-
-/// One message.
-#[napi(object)]
-pub struct MessageInfo {
-    /// The message's JSON text.
-    pub data: String,
-    /// It rode in a legacy initiator's replayable handshake message.
-    pub early: bool,
-}
-
-/// What the node reports, in order: a batch of messages or an event.
-#[napi(object)]
-pub struct Input {
-    pub delivery: Option<Delivery>,
-    pub event: Option<EventInfo>,
-}
-
-/// Messages from one link, in the order they arrived.
-#[napi(object)]
-pub struct Delivery {
-    pub from: FromInfo,
-    pub messages: Vec<MessageInfo>,
 }
 
 /// A connection event.
@@ -298,12 +288,12 @@ impl From<PeerEvent> for EventInfo {
     }
 }
 
-/// How one send ended: no `code` means written to the socket.
+/// A send that failed, and why.
 #[napi(object)]
-pub struct SendResult {
+pub struct SendFailure {
     pub id: f64,
-    pub code: Option<String>,
-    pub message: Option<String>,
+    pub code: String,
+    pub message: String,
 }
 
 /// A question for the application's key or ticket store.

@@ -7,14 +7,14 @@ use std::time::Duration;
 use napi::bindgen_prelude::{within_runtime_if_available, Buffer};
 use napi_derive::napi;
 
-use super::callbacks::{key_from_js, report_results, JsCallback, JsSink, JsStore, SharedStore};
+use super::callbacks::{key_from_js, report_results, InputArgs, JsCallback, JsSink, JsStore, SentArgs, SharedStore};
 use super::error::{to_js, Result};
 use super::options::{
-    DatabaseOptions, Input, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendOptions, NativeTarget,
-    PeerDefaults, PeerStats, SendResult,
+    DatabaseOptions, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendExtra, NativeSendOptions,
+    NativeTarget, PeerDefaults, PeerStats,
 };
 use crate::driver::Done;
-use crate::driver::{Peer, PeerConfig, SendOptions, Target};
+use crate::driver::{Peer, PeerConfig, SendOptions, Sent, Target};
 use crate::error::Error;
 use crate::proto::{self, keys, Answer};
 use crate::store::pg::{self, KeyFormat, PgConfig, PgStore};
@@ -228,13 +228,13 @@ impl NativePeer {
     #[napi(
         constructor,
         catch_unwind,
-        ts_args_type = "options: NativeOptions, onInput: (i: Input) => void, onRequest: (r: LookupRequest) => void, onSent: (results: Array<SendResult>) => void"
+        ts_args_type = "options: NativeOptions, onInput: (link: number, messages?: string, early?: Array<number>, from?: FromInfo, event?: EventInfo) => void, onRequest: (r: LookupRequest) => void, onSent: (written: Array<number>, failed?: Array<SendFailure>) => void"
     )]
     pub fn new(
         mut options: NativeOptions,
-        on_input: JsCallback<Input>,
+        on_input: JsCallback<InputArgs>,
         on_request: JsCallback<LookupRequest>,
-        on_sent: JsCallback<Vec<SendResult>>,
+        on_sent: JsCallback<SentArgs>,
     ) -> Result<Self> {
         let (has_peer_key, has_check_ticket) =
             (options.has_peer_key.unwrap_or(false), options.has_check_ticket.unwrap_or(false));
@@ -254,7 +254,7 @@ impl NativePeer {
                 Arc::new(Split { keys, tickets })
             }
         };
-        let sink = Arc::new(JsSink { on_input });
+        let sink = Arc::new(JsSink::new(on_input));
         let (results, rx) = tokio::sync::mpsc::unbounded_channel();
         within_runtime_if_available(|| tokio::spawn(report_results(rx, on_sent)));
         let peer = Peer::new(cfg, store, sink).map_err(to_js)?;
@@ -268,17 +268,46 @@ impl NativePeer {
         Ok(ListenAddress { host: addr.ip().to_string(), port: u32::from(addr.port()) })
     }
 
-    /// Send one message (JSON object text). True: it was written to the
-    /// socket before this returned, and nothing more will be said about it.
-    /// False: how it ends (written, or why not) is reported once, with `id`,
-    /// to `onSent`. Either way it is queued in call order. Throws only for
-    /// bad arguments.
+    /// Send one message (JSON object text), in call order. Returns 1: it was
+    /// written to the socket before this returned, and nothing more will be
+    /// said about it; 2: corked (`cork`), to be written by `uncork`, which
+    /// returns its id (or `onSent` reports it); 0: `onSent` reports how it
+    /// ended, once, with `id`. Throws only for bad arguments.
+    // Flat arguments on purpose: the hot path crosses with no JavaScript
+    // object to read field by field.
+    #[allow(clippy::too_many_arguments)]
     #[napi(catch_unwind)]
-    pub fn send(&self, id: f64, to: NativeTarget, data: String, options: Option<NativeSendOptions>) -> Result<bool> {
-        let to = target(to).map_err(to_js)?;
+    pub fn send(
+        &self,
+        id: f64,
+        agent: Option<String>,
+        host: Option<String>,
+        port: Option<u32>,
+        data: String,
+        extra: Option<NativeSendExtra>,
+        cork: bool,
+    ) -> Result<u32> {
+        let (key, link, options) = match extra {
+            None => (None, None, None),
+            Some(e) => (e.key, e.link, Some(NativeSendOptions { ticket: e.ticket, referee: e.referee })),
+        };
+        let to = target(NativeTarget { agent, host, port, key, link }).map_err(to_js)?;
         let opts = send_options(options).map_err(to_js)?;
         let done = Done::queue(id as u64, self.results.clone());
-        Ok(within_runtime_if_available(|| self.peer.send_with(to, data.into_bytes(), opts, done)))
+        let sent = within_runtime_if_available(|| self.peer.send_with(to, data.into_bytes(), opts, done, cork));
+        Ok(match sent {
+            Sent::Pending => 0,
+            Sent::Written => 1,
+            Sent::Corked => 2,
+        })
+    }
+
+    /// Write every message corked since the last call, one write per link.
+    /// Returns the ids of the sends this wrote (the rest are reported to
+    /// `onSent` as usual).
+    #[napi(catch_unwind)]
+    pub fn uncork(&self) -> Vec<f64> {
+        self.peer.uncork().into_iter().map(|id| id as f64).collect()
     }
 
     /// Open (or reuse) a link without sending.

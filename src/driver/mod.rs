@@ -49,6 +49,17 @@ pub use event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent, Sink};
 pub use queue::{Done, SendOptions, Target};
 pub use registry::Registry;
 
+/// How `send_with` went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the socket; nobody will hear more of it.
+    Written,
+    /// Waits for `uncork`, which reports it (by id) or leaves it to `done`.
+    Corked,
+    /// Its `done` will hear how it ended.
+    Pending,
+}
+
 /// Figures of a running node.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -90,9 +101,9 @@ impl Peer {
         opts: SendOptions,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let (done, result) = Done::oneshot();
-        let written = self.send_with(target, data, opts, done);
+        let sent = self.send_with(target, data, opts, done, false);
         async move {
-            if written {
+            if sent == Sent::Written {
                 return Ok(());
             }
             result.await.unwrap_or(Err(Error::ConnectionClosed))
@@ -103,23 +114,32 @@ impl Peer {
     /// beyond the agent's queue budget fails at once with `Backpressure`.
     ///
     /// A message with nothing ahead of it on an open link is written to the
-    /// socket before this returns: then the result is `true` and `done` is
-    /// dropped unfired (the caller knows). Otherwise `done` hears later.
-    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done) -> bool {
+    /// socket before this returns: then the result is `Sent::Written` and
+    /// `done` is dropped unfired (the caller knows). With `cork`, it waits
+    /// in the link's buffer for `uncork` instead (`Sent::Corked`), which
+    /// writes everything corked in one go per link. Otherwise `done` hears
+    /// later.
+    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done, cork: bool) -> Sent {
         if let Err(e) = self.check_open().and_then(|()| self.shared.proto.check_outgoing(&data)) {
             done.complete(Err(e));
-            return false;
+            return Sent::Pending;
         }
         let (data, done_later) = match self.shared.registry.in_use(&target, &opts) {
-            Some(wire) => match wire.send_now(data, done) {
+            Some(wire) => match wire.send_now(data, done, cork, self.shared.cfg.high_water) {
                 Now::Written(done) => {
                     done.disarm();
-                    return true;
+                    return Sent::Written;
                 }
-                Now::Writing => return false,
+                Now::Writing => return Sent::Pending,
+                Now::Corked { first } => {
+                    if first {
+                        self.shared.corked.lock().unwrap_or_else(|p| p.into_inner()).push(wire);
+                    }
+                    return Sent::Corked;
+                }
                 Now::Failed(err, done) => {
                     done.complete(Err(err));
-                    return false;
+                    return Sent::Pending;
                 }
                 Now::Later(data, done) => (data, done),
             },
@@ -135,12 +155,23 @@ impl Peer {
             Ok(budget) => done.hold(budget),
             Err(e) => {
                 done.complete(Err(e));
-                return false;
+                return Sent::Pending;
             }
         }
         let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0 });
         self.shared.start_dials(dial);
-        false
+        Sent::Pending
+    }
+
+    /// Write everything corked, one write per link. Returns the ids of the
+    /// sends (reported by id) that this wrote; the rest are reported as usual.
+    pub fn uncork(&self) -> Vec<u64> {
+        let wires = std::mem::take(&mut *self.shared.corked.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut ids = Vec::new();
+        for wire in wires {
+            wire.uncork(&mut ids);
+        }
+        ids
     }
 
     /// Open (or reuse) a link without sending; resolves when it is open.

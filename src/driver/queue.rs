@@ -78,6 +78,19 @@ impl Done {
         self.budget = None;
     }
 
+    /// For a send reported by id: disarm it and give the id, so that the
+    /// caller reports it (with others, in one go).
+    pub fn take_id(&mut self) -> Option<u64> {
+        match self.to {
+            Some(DoneTo::Queue { id, .. }) => {
+                self.to = None;
+                self.budget = None;
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
     fn fire(&mut self, result: Result<()>) {
         self.budget = None;
         match self.to.take() {

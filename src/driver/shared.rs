@@ -17,6 +17,7 @@ use super::event::{EventGate, EventKind, PeerEvent, Sink};
 use super::lookup::Refusals;
 use super::queue::Budgets;
 use super::registry::{DialOrder, LinkLimits, Registry};
+use super::wire::Wire;
 use crate::proto::{self, replay::ReplayTable};
 use crate::store::Store;
 
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub replay: Arc<Mutex<ReplayTable>>,
     /// Recent refusals, when the store keeps no cache of its own.
     pub refusals: Option<Refusals>,
+    /// Wires holding corked messages, to write on `uncork`.
+    pub corked: Mutex<Vec<Arc<Wire>>>,
     /// Cancelled by `close()`: every task below watches it.
     pub shutdown: CancellationToken,
     /// Our listening address, once bound (the `from` of our tickets).
@@ -68,6 +71,7 @@ impl Shared {
             deliveries: Arc::new(Semaphore::new(cfg.max_backlog)),
             replay: Arc::new(Mutex::new(ReplayTable::new(proto::replay::DEFAULT_CAPACITY, floor))),
             refusals: (!store.caches()).then(|| Refusals::new(cfg.refusal_ttl)),
+            corked: Mutex::default(),
             gate: Mutex::new(EventGate::new(cfg.event_rate)),
             cfg,
             store,

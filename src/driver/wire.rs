@@ -2,11 +2,14 @@
 //! socket, the core's `Connection`, what waits to be written, and the queue
 //! of commands (messages, and requests to hear when the link opens).
 //!
-//! A message sent while nothing is ahead of it on its link (queue and write
-//! buffer empty, the link open) is encrypted and handed to the socket at
-//! once, on the sender's thread (`send_now`): no wake-up of the link's task,
-//! no second thread on the way to the kernel, and the sender learns at once
-//! that it was written. Anything else waits in the queue for the task.
+//! A message sent while nothing is queued ahead of it on its open link is
+//! encrypted on the sender's thread, straight into the write buffer
+//! (`send_now`), and, if the buffer was empty, handed to the socket at once:
+//! no wake-up of the link's task, no second thread on the way to the kernel,
+//! and the sender learns at once that it was written. A sender that sends
+//! many in a row "corks" the later ones: they wait in the buffer and go in
+//! one write when it uncorks (`uncork`), at the end of its turn. Anything
+//! else waits in the queue for the task.
 //!
 //! Lock order: the registry's lock, then a wire's; never the other way.
 //! Whoever holds a wire's lock calls nothing that takes the registry's.
@@ -56,15 +59,20 @@ pub(crate) struct WireState {
     pub stalled_since: Option<Instant>,
     /// Messages written over the link's life.
     pub messages_written: u64,
+    /// A sender corked messages in `wbuf` and will uncork them.
+    pub corked: bool,
 }
 
 /// How `send_now` went.
 pub(crate) enum Now {
     /// Handed to the socket whole; `done` was not needed.
     Written(Done),
-    /// Part of it is with the socket, the rest in the buffer: `done` is
-    /// settled by the task once the socket takes that too.
+    /// It is in the buffer behind others (or partly written): `done` is
+    /// settled once the socket takes it.
     Writing,
+    /// Corked: in the buffer until `uncork`. `first`: the wire was not
+    /// corked before, so the caller must list it for uncorking.
+    Corked { first: bool },
     /// Something is ahead of it, or the link cannot send now: queue it.
     Later(Vec<u8>, Done),
     /// The link refused it for good (too large for the other side, say).
@@ -82,6 +90,7 @@ impl Wire {
             written: 0,
             stalled_since: None,
             messages_written: 0,
+            corked: false,
         };
         Self { stream, state: Mutex::new(state), wake: Notify::new() }
     }
@@ -104,20 +113,34 @@ impl Wire {
         Ok(())
     }
 
-    /// Write `data` now if nothing is ahead of it (see the module comment).
-    pub fn send_now(&self, data: Vec<u8>, done: Done) -> Now {
+    /// Encrypt `data` into the write buffer if nothing is queued ahead of it,
+    /// and write it now unless `cork` or the buffer held more already (see
+    /// the module comment). Past `high_water` bytes waiting, it is queued.
+    pub fn send_now(&self, data: Vec<u8>, done: Done, cork: bool, high_water: usize) -> Now {
         let mut st = self.lock();
-        if st.retired || !st.cmds.is_empty() || !st.wbuf.is_empty() || !st.conn.can_send() {
+        if st.retired || !st.cmds.is_empty() || st.wbuf.len() >= high_water || !st.conn.can_send() {
             return Now::Later(data, done);
         }
         let frames = match st.conn.send(Instant::now().into_std(), &data) {
             Ok(frames) => frames,
             Err(e) => return Now::Failed(e, done),
         };
+        let behind = !st.wbuf.is_empty();
         for f in &frames {
             st.queue_frame(f);
         }
         let end = st.written + st.wbuf.len() as u64;
+        if cork || behind {
+            st.inflight.push_back(Inflight { end, done });
+            if cork {
+                let first = !st.corked;
+                st.corked = true;
+                return Now::Corked { first };
+            }
+            // Whoever put the bytes ahead of it writes it too: the task
+            // (it waits for the socket) or the sender who corked them.
+            return Now::Writing;
+        }
         match self.stream.try_write(&st.wbuf) {
             Ok(n) if n == st.wbuf.len() => {
                 st.wbuf.clear();
@@ -146,6 +169,25 @@ impl Wire {
 
     /// Hand the socket what it takes of `wbuf`, and settle what that completes.
     pub fn write(&self, st: &mut WireState) -> Result<()> {
+        self.write_taking(st, None)
+    }
+
+    /// Write what a sender corked. The ids of the sends that completes are
+    /// added to `ids` instead of being reported (the sender settles them);
+    /// what the socket does not take is left to the task.
+    pub fn uncork(&self, ids: &mut Vec<u64>) {
+        let mut st = self.lock();
+        st.corked = false;
+        let failed = self.write_taking(&mut st, Some(ids)).is_err();
+        let rest = !st.wbuf.is_empty();
+        drop(st);
+        if failed || rest {
+            // The task finds the error, or writes the rest, once woken.
+            self.wake.notify_one();
+        }
+    }
+
+    fn write_taking(&self, st: &mut WireState, ids: Option<&mut Vec<u64>>) -> Result<()> {
         if st.wbuf.is_empty() {
             return Ok(());
         }
@@ -154,7 +196,7 @@ impl Wire {
                 st.wbuf.advance(n);
                 st.written += n as u64;
                 st.stalled_since = (!st.wbuf.is_empty()).then(Instant::now);
-                st.settle_written();
+                st.settle_written(ids);
                 if st.wbuf.is_empty() && st.wbuf.capacity() > KEEP_CAPACITY {
                     st.wbuf = BytesMut::new();
                 }
@@ -184,12 +226,18 @@ impl WireState {
         self.inflight.push_back(Inflight { end, done });
     }
 
-    /// Resolve every message whose last byte the socket has taken.
-    fn settle_written(&mut self) {
+    /// Resolve every message whose last byte the socket has taken: through
+    /// its `Done`, or, for those `ids` can take, by its id.
+    fn settle_written(&mut self, mut ids: Option<&mut Vec<u64>>) {
         while self.inflight.front().is_some_and(|m| m.end <= self.written) {
-            if let Some(m) = self.inflight.pop_front() {
+            if let Some(mut m) = self.inflight.pop_front() {
                 self.messages_written += 1;
-                m.done.complete(Ok(()));
+                // take_id only when there is somewhere to put the id: it
+                // disarms the Done.
+                match ids.as_deref_mut().and_then(|ids| m.done.take_id().map(|id| (ids, id))) {
+                    Some((ids, id)) => ids.push(id),
+                    None => m.done.complete(Ok(())),
+                }
             }
         }
     }

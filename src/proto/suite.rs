@@ -112,7 +112,11 @@ impl Handshake {
             return Err(Error::Internal("handshake not finished".into()));
         }
         let (k1, k2) = hs.dangerously_get_raw_split();
-        Ok(if wrote_last { Transport::new(&k1, &k2) } else { Transport::new(&k2, &k1) })
+        if wrote_last {
+            Transport::new(&k1, &k2)
+        } else {
+            Transport::new(&k2, &k1)
+        }
     }
 }
 

@@ -114,3 +114,64 @@ async fn a_queue_longer_than_the_high_water_mark_is_written_out_by_itself() {
     assert!(order.windows(2).all(|w| w[0] + 1 == w[1]), "in order");
     close_all(&n).await;
 }
+
+/// Sends reported by id (as the JavaScript binding makes them): each id is
+/// reported exactly once, by exactly one of the three ways (written before
+/// `send_with` returned, by `uncork`, or on the results channel), whether the
+/// link was still opening, open and idle, or corked; and order is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_send_reported_by_id_is_reported_once_whichever_way_it_went() {
+    use crate::driver::{Done, Sent};
+    let n = nodes(2, None).await;
+    let (results, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut now = Vec::new(); // written before send_with returned, or by uncork
+    let mut id = 0u64;
+    let mut send = |cork: bool, now: &mut Vec<u64>| {
+        id += 1;
+        let done = Done::queue(id, results.clone());
+        let data = format!(r#"{{"i":{id}}}"#).into_bytes();
+        if n[0].peer.send_with(n[1].target(), data, SendOptions::default(), done, cork) == Sent::Written {
+            now.push(id);
+        }
+    };
+    // While the link opens: queued, reported on the channel.
+    for _ in 0..10 {
+        send(false, &mut now);
+    }
+    wait_for("the first ten", || n[1].messages().len() == 10).await;
+    // Open and idle: the first of a turn is written at once, the rest corked.
+    for _ in 0..20 {
+        send(false, &mut now);
+        for _ in 0..50 {
+            send(true, &mut now);
+        }
+        now.extend(n[0].peer.uncork());
+        tokio::task::yield_now().await;
+    }
+    drop(results);
+    let total = id;
+    wait_for("every message", || n[1].messages().len() as u64 == total).await;
+    let mut reported = now;
+    let collect = async {
+        while reported.len() < total as usize {
+            match rx.recv().await {
+                Some((id, result)) => {
+                    assert_eq!(result, Ok(()), "send {id}");
+                    reported.push(id);
+                }
+                None => break,
+            }
+        }
+        reported
+    };
+    let mut reported = tokio::time::timeout(Duration::from_secs(10), collect).await.expect("every send reported");
+    reported.sort_unstable();
+    assert_eq!(reported, (1..=total).collect::<Vec<_>>(), "each id once");
+    let order: Vec<u64> = n[1]
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, (1..=total).collect::<Vec<_>>(), "in order");
+    close_all(&n).await;
+}

@@ -84,7 +84,7 @@ fn reassembled_message_over_receiver_limit_is_refused() -> TestResult {
     let reply = resp.take_outbox();
     init.read_message(&reply[0][1..], &mut buf)?;
     let (k1, k2) = init.dangerously_get_raw_split();
-    let mut t = Transport::new(&k2, &k1);
+    let mut t = Transport::new(&k2, &k1).expect("keys");
     t.set_native();
     let piece = vec![b'a'; 60_000];
     resp.frame(now, &t.seal(Letter::F, &piece)?);

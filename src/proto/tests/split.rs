@@ -25,7 +25,7 @@ fn responder_sends_with_the_first_split_key() -> TestResult {
     let t = resp.take_outbox().pop().ok_or("no T")?;
     // Native links authenticate the letter with a version label.
     let native = |send: &[u8; 32], recv: &[u8; 32]| {
-        let mut t = Transport::new(send, recv);
+        let mut t = Transport::new(send, recv).expect("keys");
         t.set_native();
         t
     };
