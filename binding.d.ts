@@ -150,6 +150,21 @@ export interface FromInfo {
  */
 export declare function generateKeypair(): Keypair
 
+/**
+ * How connections ended, since the node started (counted before the
+ * event rate gate: a summarised flood is counted one by one).
+ */
+export interface HandshakeCounts {
+  /** Completed, by pattern. */
+  accepted: Record<string, number>
+  /** Refused by us or the other side, by reason code. */
+  refused: Record<string, number>
+  /** Failed otherwise (connect, protocol, timeout), by reason code. */
+  failed: Record<string, number>
+  /** Open links that ended, by reason. */
+  closed: Record<string, number>
+}
+
 /** A node identity. */
 export interface Keypair {
   /** Agent id: base64url of the Ed25519 public key. */
@@ -172,6 +187,16 @@ export declare function keypairFromJwk(crv: string, x: string, d: string): Keypa
  * secret key (the seed, then the public key), for nodes that already have one.
  */
 export declare function keypairFromSeed(seed: Buffer): Keypair
+
+/** Links open now, and those on their way. */
+export interface LinkCounts {
+  /** Open links by pattern (`KK`, `IK`, `NK`). */
+  open: Record<string, number>
+  /** Connections we dialled that are not open yet. */
+  dialling: number
+  /** Connections to us in their handshake. */
+  pending: number
+}
 
 /** A link that is open. */
 export interface LinkSummary {
@@ -316,8 +341,25 @@ export interface PeerDefaults {
   legacy: boolean
 }
 
-/** Figures of a running node. */
+/** One partner's figures, over its open links. */
+export interface PeerFiguresInfo {
+  /** Null: anonymous referee queries, together. */
+  agent?: string
+  links: number
+  traffic: TrafficInfo
+  /** Bytes accepted by `send` for it and not yet written. */
+  queuedBytes: number
+}
+
+/** Figures of a running node: cheap enough to poll every second. */
 export interface PeerStats {
+  links: LinkCounts
+  handshakes: HandshakeCounts
+  /** Over the node's life (links that ended and those open now). */
+  traffic: TrafficInfo
+  /** Bytes accepted by `send` and not yet written, all partners. */
+  queuedBytes: number
+  peers: Array<PeerFiguresInfo>
   store: StoreStatsInfo
 }
 
@@ -342,4 +384,12 @@ export interface StoreStatsInfo {
   listens: number
   /** The notification connection is up (the cache is in use). */
   listening: boolean
+}
+
+/** Messages and bytes (whole frames, handshakes included) each way. */
+export interface TrafficInfo {
+  messagesIn: number
+  bytesIn: number
+  messagesOut: number
+  bytesOut: number
 }

@@ -85,6 +85,21 @@ export interface NoisePeerOptions {
   peerKey?: (agent: string) => Promise<Buffer | Uint8Array | string | null> | Buffer | null
   /** May this one-time ticket open a link (IK)? */
   checkTicket?: (ticket: unknown, from: { agent: string, host?: string, port?: number }) => Promise<boolean> | boolean
+  /** One line per link event (wyclif/winston-style); see the README. */
+  logger?: Logger
+  /** The name at the start of each log line. Default `mychips-noise`. */
+  logName?: string
+}
+
+/** What `logger` needs; missing levels fall back to the nearest one present. */
+export interface Logger {
+  error?: (line: string) => void
+  warn?: (line: string) => void
+  info?: (line: string) => void
+  debug?: (line: string) => void
+  trace?: (line: string) => void
+  /** Asked once per level when the peer is made; lines for a level that is off are never formatted. */
+  isLevelEnabled?: (level: string) => boolean
 }
 
 export interface DatabaseOptions {

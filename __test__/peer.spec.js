@@ -249,6 +249,45 @@ describe('authentication', () => {
   })
 })
 
+describe('live figures (stats)', () => {
+  let world
+  beforeEach(() => { world = new World() })
+  afterEach(() => world.close())
+
+  it('counts links by pattern, handshakes by outcome, traffic each way, and the same per partner', async () => {
+    const a = await world.peer()
+    const b = await world.peer()
+    for (let i = 0; i < 10; i++) await a.send(b.addr, { i })
+    await waitFor(() => b.received.length === 10, 'ten messages')
+    await b.send({ agent: a.id.agent }, { back: 1 })
+    await waitFor(() => a.received.length === 1, 'the answer')
+    // A stranger b has no key for: refused.
+    const stranger = await world.peer({ identity: generateKeypair() })
+    await rejection(stranger.send(b.addr, { n: 1 }))
+    await waitFor(() => b.stats().handshakes.refused.ERR_UNKNOWN_PEER === 1, 'the refusal counted')
+    const s = b.stats()
+    assert.deepStrictEqual(s.links.open, { KK: 1 })
+    assert.strictEqual(s.links.dialling, 0)
+    assert.strictEqual(s.handshakes.accepted.KK, 1)
+    assert.strictEqual(s.traffic.messagesIn, 10)
+    assert.strictEqual(s.traffic.messagesOut, 1)
+    assert.ok(s.traffic.bytesIn > 10 * JSON.stringify({ i: 0 }).length, 'bytes in count whole frames')
+    assert.strictEqual(s.peers.length, 1)
+    assert.strictEqual(s.peers[0].agent, a.id.agent)
+    assert.strictEqual(s.peers[0].links, 1)
+    assert.strictEqual(s.peers[0].traffic.messagesIn, 10)
+    assert.strictEqual(s.queuedBytes, 0)
+    // Once the link ends, its traffic stays in the totals and the close is counted.
+    a.end(b.id.agent)
+    await waitFor(() => b.stats().handshakes.closed.PEER_CLOSED === 1, 'the close counted')
+    const after = b.stats()
+    assert.deepStrictEqual(after.links.open, {})
+    assert.deepStrictEqual(after.peers, [])
+    assert.strictEqual(after.traffic.messagesIn, 10)
+    assert.strictEqual(after.traffic.messagesOut, 1)
+  })
+})
+
 describe('delivery across closes', () => {
   let world
   beforeEach(() => { world = new World() })

@@ -7,6 +7,7 @@
 const native = require('./native')
 const { invalid, fromNative, call, ERR_LISTENER, ERR_NO_LISTENER } = require('./errors')
 const { bytes, identityFrom } = require('./keys')
+const { logger, EventLog } = require('./log')
 
 // The defaults of every option, from the Rust settings (the one source).
 const DEFAULTS = Object.freeze(native.defaults())
@@ -82,6 +83,10 @@ class NoisePeer {
     const o = options || {}
     if (o.peerKey != null && typeof o.peerKey !== 'function') throw invalid('peerKey must be a function')
     if (o.checkTicket != null && typeof o.checkTicket !== 'function') throw invalid('checkTicket must be a function')
+    if (o.logger != null && typeof o.logger !== 'object' && typeof o.logger !== 'function') throw invalid('logger must be an object with error/warn/info/debug/trace methods')
+    // One line per link event to the application's logger (MyCHIPs passes
+    // wyclif's), refusals from one address rate-limited.
+    this._eventLog = o.logger ? new EventLog(logger(o.logger), o.logName ? String(o.logName) : 'mychips-noise') : null
     const privateKey = o.encrypt !== false && o.keys != null ? toKey(o.keys.privateKey, 'keys.privateKey') : undefined
     this._peerKey = o.peerKey || null
     this._checkTicket = o.checkTicket || null
@@ -335,6 +340,7 @@ class NoisePeer {
 
   _emit (event) {
     if (event.type !== 'open') this._from.delete(event.link)
+    if (this._eventLog) this._eventLog.event(event)
     for (const fn of this._eventListeners) {
       try { fn(event) } catch (err) { console.error('mychips-noise: an onEvent listener threw:', err) }
     }

@@ -14,7 +14,7 @@ const os = require('os')
 const { NoisePeer, agentKey } = require('./noise-peer')
 const { identityFrom, bytes } = require('./keys')
 const { coded } = require('./errors')
-const { logger, logEvent } = require('./log')
+const { logger } = require('./log')
 const { ipv6Form, anyAddress } = require('./addresses')
 
 const DEFAULT_PORT = 65430
@@ -80,12 +80,13 @@ class PeerNoise {
       // queryCB's 'noiseKey' gives) may connect by key, as in MyCHIPs' module.
       // In raw mode nothing is proven, and every agent is let in.
       peerKey: id.privateKey && !config.database ? (agent) => this._noiseKey(agent) : undefined,
-      checkTicket: config.database ? undefined : (ticket) => this._ticket(ticket)
+      checkTicket: config.database ? undefined : (ticket) => this._ticket(ticket),
+      logger: this.log,
+      logName: 'peernoise'
     })
     this._peer.onMessage((from, message) => this._receive(from, message))
     this._peer.onEvent((e) => {
       if (e.type === 'close') this._connections.delete(e.link)
-      logEvent(this.log, 'peernoise', e)
     })
     this.connections = {
       size: () => this._peer.links().length,

@@ -17,7 +17,7 @@
 const crypto = require('crypto')
 const { NoisePeer } = require('./noise-peer')
 const { coded } = require('./errors')
-const { logger, logEvent } = require('./log')
+const { logger } = require('./log')
 const { anyAddress, peerString, parsePeer } = require('./addresses')
 
 const DEFAULT_PORT = 65430
@@ -38,10 +38,11 @@ class PeerSocket {
       host: config.bind || anyAddress(),
       port: this.port,
       timeout: this.timeout,
-      handshakeTimeout: config.handshakeTimeout
+      handshakeTimeout: config.handshakeTimeout,
+      logger: this.log,
+      logName: 'peercomm'
     })
     this._peer.onMessage((from, message) => this._receive(from, message))
-    this._peer.onEvent((e) => logEvent(this.log, 'peercomm', e))
     this.log.debug(`peercomm: listening on port ${this.port}`)
     // Listening starts now, as MyCHIPs' modules start theirs: a message sent
     // to this node right after the constructor returns is taken.

@@ -1,6 +1,8 @@
 //! Option, address and event shapes as JavaScript sees them. Doc comments
 //! here flow into the generated `binding.d.ts`.
 
+use std::collections::HashMap;
+
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
@@ -143,10 +145,106 @@ impl From<crate::store::StoreStats> for StoreStatsInfo {
     }
 }
 
-/// Figures of a running node.
+/// Messages and bytes (whole frames, handshakes included) each way.
+#[napi(object)]
+pub struct TrafficInfo {
+    pub messages_in: f64,
+    pub bytes_in: f64,
+    pub messages_out: f64,
+    pub bytes_out: f64,
+}
+
+impl From<crate::driver::Traffic> for TrafficInfo {
+    fn from(t: crate::driver::Traffic) -> Self {
+        Self {
+            messages_in: t.messages_in as f64,
+            bytes_in: t.bytes_in as f64,
+            messages_out: t.messages_out as f64,
+            bytes_out: t.bytes_out as f64,
+        }
+    }
+}
+
+/// Links open now, and those on their way.
+#[napi(object)]
+pub struct LinkCounts {
+    /// Open links by pattern (`KK`, `IK`, `NK`).
+    pub open: HashMap<String, u32>,
+    /// Connections we dialled that are not open yet.
+    pub dialling: u32,
+    /// Connections to us in their handshake.
+    pub pending: u32,
+}
+
+/// How connections ended, since the node started (counted before the
+/// event rate gate: a summarised flood is counted one by one).
+#[napi(object)]
+pub struct HandshakeCounts {
+    /// Completed, by pattern.
+    pub accepted: HashMap<String, f64>,
+    /// Refused by us or the other side, by reason code.
+    pub refused: HashMap<String, f64>,
+    /// Failed otherwise (connect, protocol, timeout), by reason code.
+    pub failed: HashMap<String, f64>,
+    /// Open links that ended, by reason.
+    pub closed: HashMap<String, f64>,
+}
+
+/// One partner's figures, over its open links.
+#[napi(object)]
+pub struct PeerFiguresInfo {
+    /// Null: anonymous referee queries, together.
+    pub agent: Option<String>,
+    pub links: u32,
+    pub traffic: TrafficInfo,
+    /// Bytes accepted by `send` for it and not yet written.
+    pub queued_bytes: f64,
+}
+
+/// Figures of a running node: cheap enough to poll every second.
 #[napi(object)]
 pub struct PeerStats {
+    pub links: LinkCounts,
+    pub handshakes: HandshakeCounts,
+    /// Over the node's life (links that ended and those open now).
+    pub traffic: TrafficInfo,
+    /// Bytes accepted by `send` and not yet written, all partners.
+    pub queued_bytes: f64,
+    pub peers: Vec<PeerFiguresInfo>,
     pub store: StoreStatsInfo,
+}
+
+impl From<crate::driver::Stats> for PeerStats {
+    fn from(s: crate::driver::Stats) -> Self {
+        let counts = |m: std::collections::BTreeMap<String, u64>| m.into_iter().map(|(k, v)| (k, v as f64)).collect();
+        let n = s.node;
+        Self {
+            links: LinkCounts {
+                open: n.open.into_iter().map(|(k, v)| (k.to_owned(), v as u32)).collect(),
+                dialling: n.dialling as u32,
+                pending: s.pending as u32,
+            },
+            handshakes: HandshakeCounts {
+                accepted: n.accepted.into_iter().map(|(k, v)| (k.to_owned(), v as f64)).collect(),
+                refused: counts(n.refused),
+                failed: counts(n.failed),
+                closed: counts(n.closed),
+            },
+            traffic: n.traffic.into(),
+            queued_bytes: s.queued_bytes as f64,
+            peers: n
+                .peers
+                .into_iter()
+                .map(|p| PeerFiguresInfo {
+                    agent: p.agent,
+                    links: p.links as u32,
+                    traffic: p.traffic.into(),
+                    queued_bytes: p.queued_bytes as f64,
+                })
+                .collect(),
+            store: s.store.into(),
+        }
+    }
 }
 
 /// The defaults of every `NoisePeer` option that has one.

@@ -334,7 +334,7 @@ impl NativePeer {
     /// Figures of the running node.
     #[napi(catch_unwind)]
     pub fn stats(&self) -> PeerStats {
-        PeerStats { store: self.peer.stats().store.into() }
+        self.peer.stats().into()
     }
 
     /// True when the node encrypts (false in raw mode).

@@ -260,7 +260,10 @@ impl LinkTask {
         }
         while let Some(event) = st.conn.poll_event() {
             match event {
-                Event::Message { data, early } => self.inbox.push((data, early)),
+                Event::Message { data, early } => {
+                    st.messages_read += 1;
+                    self.inbox.push((data, early));
+                }
                 other => events.push(other),
             }
         }
@@ -297,7 +300,9 @@ impl LinkTask {
             let mut st = wire.lock();
             for _ in 0..MAX_READ_BURST {
                 // The limit follows the state: `max_frame` until the link is open.
+                let before = self.rbuf.len();
                 let Some(body) = frame::decode(&mut self.rbuf, st.conn.frame_limit())? else { break };
+                st.bytes_read += (before - self.rbuf.len()) as u64;
                 st.conn.handle_frame(Instant::now().into_std(), &body)?;
                 self.pump(&mut st, &mut events);
                 if st.conn.is_closed() {
@@ -434,6 +439,7 @@ impl LinkTask {
             let mut st = wire.lock();
             while let Some(event) = st.conn.poll_event() {
                 if let Event::Message { data, early } = event {
+                    st.messages_read += 1;
                     self.inbox.push((data, early));
                 }
             }
@@ -472,6 +478,7 @@ impl LinkTask {
             m.done.complete(Err(failure.clone()));
         }
         self.shared.registry.remove(self.id);
+        self.shared.counters.ended(&self.wire.lock().traffic());
         let event = self.end_event(&outcome, flushed);
         self.shared.report(event);
     }

@@ -27,6 +27,7 @@ mod lookup;
 mod queue;
 mod registry;
 mod shared;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod wire;
@@ -48,6 +49,7 @@ pub use dial::next_timestamp;
 pub use event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent, Sink};
 pub use queue::{Done, SendOptions, Target};
 pub use registry::Registry;
+pub use stats::{NodeFigures, PeerFigures, Traffic};
 
 /// How `send_with` went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub struct Stats {
     pub pending: usize,
     /// Bytes of messages accepted by `send` and not yet written.
     pub queued_bytes: usize,
+    /// Links, handshakes, traffic, and the same per partner.
+    pub node: NodeFigures,
 }
 
 /// A running node: cheap to clone.
@@ -211,10 +215,28 @@ impl Peer {
 
     /// Figures of the running node.
     pub fn stats(&self) -> Stats {
+        let mut node = self.shared.counters.snapshot();
+        let (open, dialling) = self.shared.registry.figures();
+        let queued = self.shared.budgets.by_key();
+        let mut peers: std::collections::BTreeMap<Option<String>, PeerFigures> = std::collections::BTreeMap::new();
+        for (info, traffic) in &open {
+            *node.open.entry(info.pattern.name()).or_default() += 1;
+            node.traffic.add(traffic);
+            let p = peers.entry(info.agent.clone()).or_insert_with(|| PeerFigures {
+                agent: info.agent.clone(),
+                queued_bytes: info.agent.as_ref().and_then(|a| queued.get(a)).copied().unwrap_or(0),
+                ..PeerFigures::default()
+            });
+            p.links += 1;
+            p.traffic.add(traffic);
+        }
+        node.dialling = dialling;
+        node.peers = peers.into_values().collect();
         Stats {
             store: self.shared.store.stats(),
             pending: self.shared.admission.pending(),
-            queued_bytes: self.shared.budgets.total(),
+            queued_bytes: queued.values().sum(),
+            node,
         }
     }
 

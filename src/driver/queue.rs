@@ -143,9 +143,9 @@ impl Budgets {
         Ok(BudgetGuard { budgets: self.clone(), key: key.to_owned(), bytes })
     }
 
-    /// Bytes held now, for all keys.
-    pub fn total(&self) -> usize {
-        self.queued.lock().map(|q| q.values().sum()).unwrap_or(0)
+    /// Bytes held now, by key.
+    pub fn by_key(&self) -> HashMap<String, usize> {
+        self.queued.lock().map(|q| q.clone()).unwrap_or_default()
     }
 }
 

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::event::LinkInfo;
 use super::queue::{Cmd, Outgoing, SendOptions, Target, Waiter};
+use super::stats::Traffic;
 use super::wire::Wire;
 use crate::error::{Error, Result};
 use crate::proto::Pattern;
@@ -293,6 +294,23 @@ impl Registry {
             }
         }
         n
+    }
+
+    /// Open links with what each has carried, and how many of ours are
+    /// still being dialled or in their handshake.
+    pub fn figures(&self) -> (Vec<(LinkInfo, Traffic)>, usize) {
+        let inner = self.lock();
+        let mut open = Vec::new();
+        let mut dialling = 0;
+        for e in inner.links.values() {
+            match (&e.phase, &e.info, &e.mailbox) {
+                (Phase::Open, Some(info), Mailbox::Live(wire)) => open.push((info.clone(), wire.lock().traffic())),
+                (Phase::Opening, _, Mailbox::Waiting(_)) => dialling += 1,
+                (Phase::Opening, _, Mailbox::Live(wire)) if wire.lock().conn.is_initiator() => dialling += 1,
+                _ => {}
+            }
+        }
+        (open, dialling)
     }
 
     pub fn open_links(&self) -> Vec<LinkInfo> {

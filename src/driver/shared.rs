@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub replay: Arc<Mutex<ReplayTable>>,
     /// Recent refusals, when the store keeps no cache of its own.
     pub refusals: Option<Refusals>,
+    /// Handshake outcomes and the traffic of links that ended.
+    pub counters: super::stats::Counters,
     /// Wires holding corked messages, to write on `uncork`.
     pub corked: Mutex<Vec<Arc<Wire>>>,
     /// Cancelled by `close()`: every task below watches it.
@@ -72,6 +74,7 @@ impl Shared {
             replay: Arc::new(Mutex::new(ReplayTable::new(proto::replay::DEFAULT_CAPACITY, floor))),
             refusals: (!store.caches()).then(|| Refusals::new(cfg.refusal_ttl)),
             corked: Mutex::default(),
+            counters: super::stats::Counters::default(),
             gate: Mutex::new(EventGate::new(cfg.event_rate)),
             cfg,
             store,
@@ -97,6 +100,7 @@ impl Shared {
     /// Report an event; failures of connections that never opened go through
     /// the rate gate.
     pub fn report(&self, event: PeerEvent) {
+        self.counters.event(&event);
         let gated = matches!(event.kind, EventKind::Refused | EventKind::Error) && event.pattern.is_none();
         if !gated {
             self.sink.event(event);

@@ -59,6 +59,9 @@ pub(crate) struct WireState {
     pub stalled_since: Option<Instant>,
     /// Messages written over the link's life.
     pub messages_written: u64,
+    /// Messages received, and bytes read (frames whole), over its life.
+    pub messages_read: u64,
+    pub bytes_read: u64,
     /// A sender corked messages in `wbuf` and will uncork them.
     pub corked: bool,
 }
@@ -90,6 +93,8 @@ impl Wire {
             written: 0,
             stalled_since: None,
             messages_written: 0,
+            messages_read: 0,
+            bytes_read: 0,
             corked: false,
         };
         Self { stream, state: Mutex::new(state), wake: Notify::new() }
@@ -224,6 +229,16 @@ impl WireState {
         }
         let end = self.written + self.wbuf.len() as u64;
         self.inflight.push_back(Inflight { end, done });
+    }
+
+    /// What this link has carried so far.
+    pub fn traffic(&self) -> super::stats::Traffic {
+        super::stats::Traffic {
+            messages_in: self.messages_read,
+            bytes_in: self.bytes_read,
+            messages_out: self.messages_written,
+            bytes_out: self.written,
+        }
     }
 
     /// Resolve every message whose last byte the socket has taken: through
