@@ -16,6 +16,21 @@ use crate::proto::keys;
 use error::{to_js, Result};
 use options::Keypair;
 
+/// The runtime every node of this process shares. Its worker count comes
+/// from `MYCHIPS_NOISE_WORKERS` when set (1..=64), else tokio's default (one
+/// per core).
+#[napi_derive::module_init]
+fn init() {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("MYCHIPS_NOISE_WORKERS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        b.worker_threads(n.clamp(1, 64));
+    }
+    // If it cannot be built, napi's own default runtime is used instead.
+    if let Ok(rt) = b.thread_name("mychips-noise").enable_all().build() {
+        napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+    }
+}
+
 /// Make a fresh identity: a random Ed25519 key pair, its agent id, and the
 /// X25519 pair derived from it (the node's Noise static keys).
 #[napi(catch_unwind)]
