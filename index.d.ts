@@ -91,17 +91,6 @@ export interface NoisePeerOptions {
   logName?: string
 }
 
-/** What `logger` needs; missing levels fall back to the nearest one present. */
-export interface Logger {
-  error?: (line: string) => void
-  warn?: (line: string) => void
-  info?: (line: string) => void
-  debug?: (line: string) => void
-  trace?: (line: string) => void
-  /** Asked once per level when the peer is made; lines for a level that is off are never formatted. */
-  isLevelEnabled?: (level: string) => boolean
-}
-
 export interface DatabaseOptions {
   /** `postgres://user:password@host:port/database`; default DATABASE_URL. */
   connectionString?: string
@@ -156,9 +145,14 @@ export interface From {
 import type { EventInfo, LinkSummary, PeerDefaults, PeerStats } from './binding'
 
 /** A connection event (fields documented in binding.d.ts, EventInfo). */
-export interface PeerEvent extends Omit<EventInfo, 'type'> {
+export interface PeerEvent extends Omit<EventInfo, 'type' | 'reason'> {
   type: 'open' | 'close' | 'refused' | 'error'
+  /** Why a link closed (orderly: a CloseReason) or a connection failed (an ErrorCode). */
+  reason?: ErrorCode | CloseReason
 }
+
+/** How an open link ended in order. */
+export type CloseReason = 'IDLE_TIMEOUT' | 'PEER_CLOSED' | 'LOCAL_CLOSE'
 
 export type { LinkSummary, PeerStats }
 
@@ -169,9 +163,45 @@ export interface SendOptions {
   referee?: boolean
 }
 
+/** Every code an error or event `reason` can carry (the addon's errorCodes(), in order). */
+export type ErrorCode =
+  | 'ERR_EMPTY_FRAME'
+  | 'ERR_FRAME_TOO_LARGE'
+  | 'ERR_UNEXPECTED_LETTER'
+  | 'ERR_BAD_PAYLOAD'
+  | 'ERR_BAD_MESSAGE'
+  | 'ERR_MESSAGE_TOO_LARGE'
+  | 'ERR_DECRYPT'
+  | 'ERR_MODE_MISMATCH'
+  | 'ERR_REPLAY'
+  | 'ERR_KEY_MISMATCH'
+  | 'ERR_UNKNOWN_PEER'
+  | 'ERR_TICKET_REFUSED'
+  | 'ERR_REFEREE_DISABLED'
+  | 'ERR_LEGACY_REFUSED'
+  | 'ERR_HANDSHAKE_REJECTED'
+  | 'ERR_PEER_REFUSED'
+  | 'ERR_WEAK_KEY'
+  | 'ERR_HANDSHAKE_TIMEOUT'
+  | 'ERR_CONNECT_FAILED'
+  | 'ERR_CONNECTION_RESET'
+  | 'ERR_CONNECTION_CLOSED'
+  | 'ERR_IO'
+  | 'ERR_LOOKUP_FAILED'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_TOO_MANY_PENDING'
+  | 'ERR_TOO_MANY_LINKS'
+  | 'ERR_BACKPRESSURE'
+  | 'ERR_WRITE_TIMEOUT'
+  | 'ERR_INVALID_ARGUMENT'
+  | 'ERR_CLOSED'
+  | 'ERR_LISTENER'
+  | 'ERR_NO_LISTENER'
+  | 'ERR_INTERNAL'
+
 /** An error from NoisePeer: `code` is a stable ERR_* string. */
 export interface NoiseError extends Error {
-  code: string
+  code: ErrorCode
 }
 
 export declare class NoisePeer {
@@ -212,6 +242,8 @@ export interface Logger {
   info?: (...args: any[]) => void
   debug?: (...args: any[]) => void
   trace?: (...args: any[]) => void
+  /** Asked once per level when a peer is made; lines for a level that is off are never formatted. */
+  isLevelEnabled?: (level: string) => boolean
 }
 
 /** A CHIP address. */
