@@ -1,14 +1,29 @@
 'use strict'
-// Loads the compiled addon. `npm install` builds it from source (scripts/install.js)
-// as mychips-noise.<platform>-<arch>[-<abi>].node next to package.json.
+// Loads the compiled addon, from the first of:
+// 1. mychips-noise.<platform>-<arch>[-<abi>].node next to package.json, which
+//    `npm install` builds from source (scripts/install.js);
+// 2. the per-platform package napi-rs's layout names for it
+//    (mychips-noise-<platform>-<arch>[-<abi>], see npm/), for installs from
+//    prebuilt binaries once those are published.
 const { join } = require('path')
 const { existsSync } = require('fs')
 
 const binaryName = require('./binary-name')
 
 const file = join(__dirname, '..', binaryName())
-if (!existsSync(file)) {
-  throw new Error(`mychips-noise: the native addon ${file} is missing; run \`npm install\` (it builds the addon with cargo)`)
+// mychips-noise.linux-x64-gnu.node -> mychips-noise-linux-x64-gnu
+const platformPackage = binaryName().replace(/\.node$/, '').replace('.', '-')
+
+function load () {
+  if (existsSync(file)) return require(file)
+  try {
+    return require(platformPackage)
+  } catch (err) {
+    if (err && err.code !== 'MODULE_NOT_FOUND') throw err
+  }
+  throw new Error(`mychips-noise: no native addon for this platform: neither ${file} (run \`npm install\`, which builds it with cargo) nor the package ${platformPackage}`)
 }
-module.exports = require(file)
+
+module.exports = load()
 module.exports.binaryName = binaryName
+module.exports.platformPackage = platformPackage
