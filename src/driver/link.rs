@@ -493,6 +493,7 @@ impl LinkTask {
             let agent = st.conn.claimed_agent().map(str::to_owned);
             return PeerEvent::failure(self.id, agent, self.remote, st.conn.is_initiator(), &err);
         };
+        let drain_expired = self.wire.lock().conn.drain_expired();
         PeerEvent {
             kind: EventKind::Close,
             link: self.id,
@@ -504,8 +505,16 @@ impl LinkTask {
                 Ok(()) => self.close_reason.unwrap_or(CloseReason::PeerClosed).code().to_owned(),
                 Err(e) => e.code().to_owned(),
             }),
-            message: outcome.as_ref().err().map(ToString::to_string),
-            clean: outcome.is_ok() && flushed,
+            message: match outcome {
+                Err(e) => Some(e.to_string()),
+                Ok(()) if drain_expired => {
+                    Some("the other side did not end its stream within drainTimeout: it may not have read everything written".into())
+                }
+                Ok(()) => None,
+            },
+            // Orderly, everything written, and the other side said so by
+            // ending its stream (not cut short by drainTimeout).
+            clean: outcome.is_ok() && flushed && !drain_expired,
             written: self.wire.lock().messages_written,
             suppressed: 0,
         }

@@ -52,6 +52,9 @@ pub(super) struct Context {
     pub transmits: VecDeque<Vec<u8>>,
     pub events: VecDeque<Event>,
     pub timers: Timers,
+    /// A close ended at `drain_timeout`, without the other side's end of
+    /// stream: what we wrote may not have been read.
+    pub drain_expired: bool,
 }
 
 impl Context {
@@ -170,6 +173,12 @@ impl Connection {
         self.cx.initiator
     }
 
+    /// The close ended by `drain_timeout`, not by the other side's end of
+    /// stream: nothing says it read what we wrote (the close is not clean).
+    pub fn drain_expired(&self) -> bool {
+        self.cx.drain_expired
+    }
+
     pub fn is_draining(&self) -> bool {
         matches!(self.state, State::Draining(_))
     }
@@ -222,7 +231,12 @@ impl Connection {
             return Err(Error::ConnectionClosed);
         };
         let frames = link.seal(message)?;
-        self.cx.sent(now);
+        if link.peer().native {
+            self.cx.sent(now);
+        } else {
+            // No keepalives to a JavaScript node (docs/PROTOCOL.md §5a).
+            self.cx.touch(now);
+        }
         Ok(frames)
     }
 
@@ -265,6 +279,15 @@ impl Connection {
 impl Context {
     fn new(cfg: Arc<Config>, replay: Arc<Mutex<ReplayTable>>, now: Instant, initiator: bool) -> Self {
         let timers = Timers { handshake: Some(now + cfg.handshake_timeout), ..Timers::default() };
-        Self { cfg, replay, initiator, claimed: None, transmits: VecDeque::new(), events: VecDeque::new(), timers }
+        Self {
+            cfg,
+            replay,
+            initiator,
+            claimed: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            timers,
+            drain_expired: false,
+        }
     }
 }

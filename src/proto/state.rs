@@ -226,7 +226,10 @@ impl State {
     pub fn on_timeout(self, cx: &mut Context, now: Instant) -> Result<State> {
         let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
         match self {
-            Self::Draining(_) if due(cx.timers.drain) => Ok(Self::Closed),
+            Self::Draining(_) if due(cx.timers.drain) => {
+                cx.drain_expired = true;
+                Ok(Self::Closed)
+            }
             Self::Open(link) if due(cx.timers.idle) => Ok(cx.begin_close(now, link, CloseReason::IdleTimeout)),
             Self::Open(mut link) if due(cx.timers.keepalive) => {
                 let body = link.keepalive()?;

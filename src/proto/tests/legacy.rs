@@ -160,3 +160,25 @@ fn native_initiator_sees_a_legacy_responder_and_sends_no_fragments() -> TestResu
     assert_eq!(letters(&init.take_outbox()), "T");
     Ok(())
 }
+
+#[test]
+fn a_javascript_peer_never_gets_a_keepalive() -> TestResult {
+    // Found by fuzzing (fuzz/, target `responder`): sending a message armed
+    // the keepalive timer on a legacy link too, and an empty T followed.
+    let keepalive = Duration::from_secs(1);
+    let (a, b) = (node(1), node(2).with(|c| (c.accept_legacy, c.keepalive) = (true, Some(keepalive))));
+    let (mut hs, i) = legacy_ik(&a, &b, &legacy_ticket_payload(&a))?;
+    let mut resp = Side::responder(&b, &Arc::default(), knows(&[&a]));
+    let now = t0();
+    resp.frame(now, &i);
+    hs.read(&resp.take_outbox()[0][1..])?;
+    let mut t = hs.into_transport(false)?;
+    resp.frame(now, &t.seal(Letter::T, br#"{"target":"tally"}"#)?);
+    resp.send(now, br#"{"ok":1}"#)?;
+    assert_eq!(letters(&resp.take_outbox()), "T");
+    let later = now + 2 * keepalive;
+    assert!(resp.conn.poll_timeout().is_some_and(|t| t > later), "no timer before the idle one");
+    resp.timeout(later);
+    assert_eq!(letters(&resp.take_outbox()), "", "no empty T to a JavaScript node");
+    Ok(())
+}

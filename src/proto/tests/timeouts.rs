@@ -53,6 +53,9 @@ fn idle_responder_closes_in_order_and_drains() -> TestResult {
     pair.resp.timeout(drain);
     assert!(pair.resp.conn.is_closed() && pair.resp.error.is_none());
     assert_eq!(pair.resp.closings().len(), 1);
+    // The other side never ended its stream: nothing says it read what we
+    // wrote, so the close is not one that proves delivery.
+    assert!(pair.resp.conn.drain_expired(), "the close ended by drainTimeout");
     Ok(())
 }
 
@@ -90,5 +93,6 @@ fn local_close_drains_then_eof_closes() -> TestResult {
     assert_eq!(pair.init.messages(), vec![(r#"{"last":1}"#.into(), false)]);
     pair.init.eof(now);
     assert!(pair.init.conn.is_closed() && pair.init.error.is_none());
+    assert!(!pair.init.conn.drain_expired(), "the other side ended its stream in time");
     Ok(())
 }
