@@ -285,6 +285,11 @@ impl LinkTask {
             self.rbuf.reserve(frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK));
             match self.wire.stream.try_read_buf(&mut self.rbuf) {
                 Ok(0) => {
+                    if !self.rbuf.is_empty() {
+                        // The stream ended inside a frame: a sender cut off
+                        // mid-write, not an orderly end.
+                        return Err(Error::ConnectionClosed);
+                    }
                     self.wire.lock().conn.handle_eof()?;
                     self.close_reason.get_or_insert(CloseReason::PeerClosed);
                     return Ok(true);
@@ -295,25 +300,41 @@ impl LinkTask {
             }
         }
         let mut events = Vec::new();
-        {
+        let burst = {
             let wire = self.wire.clone();
             let mut st = wire.lock();
+            let mut burst = Ok(());
             for _ in 0..MAX_READ_BURST {
                 // The limit follows the state: `max_frame` until the link is open.
                 let before = self.rbuf.len();
-                let Some(body) = frame::decode(&mut self.rbuf, st.conn.frame_limit())? else { break };
+                let body = match frame::decode(&mut self.rbuf, st.conn.frame_limit()) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => break,
+                    Err(e) => {
+                        burst = Err(e);
+                        break;
+                    }
+                };
                 st.bytes_read += (before - self.rbuf.len()) as u64;
-                st.conn.handle_frame(Instant::now().into_std(), &body)?;
+                let handled = st.conn.handle_frame(Instant::now().into_std(), &body);
                 self.pump(&mut st, &mut events);
+                if let Err(e) = handled {
+                    burst = Err(e);
+                    break;
+                }
                 if st.conn.is_closed() {
                     break;
                 }
             }
-        }
+            burst
+        };
         if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
             self.rbuf = BytesMut::new();
         }
+        // What the frames before a bad one did still happened (a link
+        // confirmed and opened, say): act on it before failing the link.
         self.handle(events)?;
+        burst?;
         Ok(false)
     }
 
