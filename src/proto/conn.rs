@@ -28,6 +28,12 @@ use super::state::{Link, State};
 use super::transport::Transport;
 use crate::error::{CloseReason, Error, Result};
 
+/// How far a closing link's wait for the other side's end may be pushed back
+/// by frames still arriving, in `drain_timeout`s from the start of the close:
+/// a slow reader finishes, a peer that trickles forever cannot hold a close
+/// (or `close()`) open without end.
+const DRAIN_EXTENSIONS: u32 = 8;
+
 /// Deadlines, as data (quinn's timer table, in small).
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct Timers {
@@ -37,7 +43,11 @@ pub(super) struct Timers {
     pub idle: Option<Instant>,
     /// Nothing sent for this long sends a keepalive (native links).
     pub keepalive: Option<Instant>,
+    /// A closing link waits this long for the other side's end of stream,
+    /// counted again from each frame that arrives (a slow reader still
+    /// finishes), but never past `drain_limit`.
     pub drain: Option<Instant>,
+    pub drain_limit: Option<Instant>,
 }
 
 /// What every state transition may read and write besides the state: the
@@ -110,9 +120,18 @@ impl Context {
         }
     }
 
+    /// A frame arrived on a closing link: the other side is still sending,
+    /// so wait for its end a while longer (bounded by `drain_limit`).
+    pub fn drain_progress(&mut self, now: Instant) {
+        if let (Some(drain), Some(limit)) = (self.timers.drain.as_mut(), self.timers.drain_limit) {
+            *drain = (now + self.cfg.drain_timeout).min(limit);
+        }
+    }
+
     /// Stop sending on an open link but keep reading what is in flight.
     pub fn begin_close(&mut self, now: Instant, link: Box<Link>, reason: CloseReason) -> State {
         self.timers.drain = Some(now + self.cfg.drain_timeout);
+        self.timers.drain_limit = Some(now + self.cfg.drain_timeout * DRAIN_EXTENSIONS);
         self.events.push_back(Event::Closing(reason));
         State::Draining(link)
     }

@@ -68,6 +68,11 @@ impl Link {
 
     /// A `T`, `F` or `C` arrived: decrypt it, and act on what it completes.
     fn receive(&mut self, cx: &mut Context, letter: Letter, message: &[u8]) -> Result<()> {
+        if letter == Letter::F && !self.peer.native {
+            // JavaScript nodes send no F, and their transport messages
+            // authenticate no letter: this is a T relabelled on the way.
+            return Err(Error::UnexpectedLetter { letter: 'F', state: "open (F is for native peers)" });
+        }
         let piece = self.transport.open(letter, message)?;
         if letter == Letter::C {
             self.limits = Some(payload::parse_confirm(&piece)?);
@@ -194,6 +199,7 @@ impl State {
                 Ok(Self::Open(link))
             }
             (Self::Draining(mut link), Some(l @ (Letter::T | Letter::F))) => {
+                cx.drain_progress(now);
                 link.receive(cx, l, message)?;
                 Ok(Self::Draining(link))
             }

@@ -182,3 +182,22 @@ fn a_javascript_peer_never_gets_a_keepalive() -> TestResult {
     assert_eq!(letters(&resp.take_outbox()), "", "no empty T to a JavaScript node");
     Ok(())
 }
+
+#[test]
+fn an_f_on_a_legacy_link_is_refused() -> TestResult {
+    // Found by fuzzing (fuzz/, target `responder`): a JavaScript node's
+    // transport messages authenticate no letter, so a T relabelled F on the
+    // way decrypted, confirmed the link and was held as a fragment.
+    let (a, b) = (node(1), node(2).with(|c| c.accept_legacy = true));
+    let (mut hs, i) = legacy_ik(&a, &b, &legacy_ticket_payload(&a))?;
+    let mut resp = Side::responder(&b, &Arc::default(), knows(&[&a]));
+    resp.frame(t0(), &i);
+    hs.read(&resp.take_outbox()[0][1..])?;
+    let mut t = hs.into_transport(false)?;
+    let mut relabelled = t.seal(Letter::T, br#"{"target":"tally"}"#)?;
+    relabelled[0] = b'F';
+    resp.frame(t0(), &relabelled);
+    assert!(matches!(resp.error, Some(Error::UnexpectedLetter { letter: 'F', .. })), "{:?}", resp.error);
+    assert!(!resp.opened(), "a relabelled frame confirms nothing");
+    Ok(())
+}

@@ -96,3 +96,30 @@ fn local_close_drains_then_eof_closes() -> TestResult {
     assert!(!pair.init.conn.drain_expired(), "the other side ended its stream in time");
     Ok(())
 }
+
+#[test]
+fn frames_still_arriving_push_the_drain_back_but_not_past_its_limit() -> TestResult {
+    let (a, b) = (node(1), node(2));
+    let mut pair = open(&a, &b, by_ticket(&a))?;
+    let start = pair.now;
+    pair.init.conn.close(start);
+    pair.init.collect();
+    let drain = Duration::from_secs(2);
+    // A slow peer still sending: each frame counts the wait again.
+    for i in 1..=3u32 {
+        pair.now = start + Duration::from_millis(1500) * i;
+        let now = pair.now;
+        pair.resp.send(now, br#"{"more":1}"#)?;
+        pair.drive();
+        assert_eq!(pair.init.conn.poll_timeout(), Some(now + drain), "pushed back by frame {i}");
+    }
+    // Never past eight drain timeouts from the start of the close.
+    pair.now = start + Duration::from_secs(15);
+    let now = pair.now;
+    pair.resp.send(now, br#"{"more":2}"#)?;
+    pair.drive();
+    assert_eq!(pair.init.conn.poll_timeout(), Some(start + drain * 8));
+    pair.init.timeout(start + drain * 8);
+    assert!(pair.init.conn.is_closed() && pair.init.conn.drain_expired());
+    Ok(())
+}
