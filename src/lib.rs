@@ -11,9 +11,10 @@ pub mod bounded;
 pub mod driver;
 pub mod error;
 pub mod proto;
+mod sendq;
 pub mod store;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "addon", not(test)))]
 mod binding;
 
 pub use error::{Error, Result};

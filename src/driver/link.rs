@@ -52,6 +52,8 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_BURST: usize = 64;
 /// How long a closing link waits for the application to take its last messages.
 const LAST_DELIVERY_WAIT: Duration = Duration::from_secs(1);
+/// How often a closing link looks whether the other side acknowledged all.
+const ACK_POLL: Duration = Duration::from_millis(5);
 
 /// Settles a link whose task panicked: tokio contains the panic, and this
 /// guard removes the link from the registry and reports it, so the node
@@ -493,6 +495,12 @@ impl LinkTask {
             self.fin_sent = true;
             let _ = socket2::SockRef::from(&self.wire.stream).shutdown(std::net::Shutdown::Write);
         }
+        // Handed to the kernel is not yet received: after an orderly end,
+        // wait (bounded by drainTimeout) until the other side's TCP has
+        // acknowledged everything, or the close is not clean.
+        let acknowledged =
+            !(outcome.is_ok() && flushed) || acknowledged(self.wire.clone(), self.shared.proto.drain_timeout).await;
+        let flushed = flushed && acknowledged;
         let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
         let inflight: Vec<_> = self.wire.lock().inflight.drain(..).collect();
         for m in inflight {
@@ -538,6 +546,20 @@ impl LinkTask {
             clean: outcome.is_ok() && flushed && !drain_expired,
             written: self.wire.lock().messages_written,
             suppressed: 0,
+        }
+    }
+}
+
+/// True once the socket's send queue is empty (everything written was
+/// acknowledged by the other side's TCP), false if it is not within `bound`;
+/// true where the platform cannot tell.
+async fn acknowledged(wire: Arc<Wire>, bound: Duration) -> bool {
+    let until = Instant::now() + bound;
+    loop {
+        match crate::sendq::unacknowledged(&wire.stream) {
+            None | Some(0) => return true,
+            Some(_) if Instant::now() >= until => return false,
+            Some(_) => tokio::time::sleep(ACK_POLL).await,
         }
     }
 }
