@@ -110,10 +110,12 @@ pub fn ed25519_to_x25519(ed: &[u8; 32]) -> Option<Key> {
 }
 
 /// True for an X25519 key of small order: every Diffie-Hellman result with
-/// it is zero, so a handshake with it proves nothing. (A clamped scalar is a
-/// multiple of the cofactor, which sends exactly those points to zero.)
+/// it is zero, so a handshake with it proves nothing. A clamped scalar is a
+/// multiple of the cofactor 8, so exactly the keys with [8]P = 0 give zero:
+/// four ladder steps (the bits of 8) instead of a full scalar multiplication,
+/// which cost a handshake about as much as one of its Diffie-Hellmans.
 pub fn is_weak(key: &Key) -> bool {
-    MontgomeryPoint(*key).mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
+    MontgomeryPoint(*key).mul_bits_be([true, false, false, false].into_iter()).to_bytes() == [0u8; 32]
 }
 
 /// Why an agent id is refused, if it is: another spelling of a key's bytes
@@ -222,6 +224,53 @@ mod tests {
         assert!(Identity::from_libsodium_secret(&[0; 32]).is_err());
         let plain = Identity::from_x25519(id.private, "plain".into());
         assert_eq!(plain.public, id.public);
+    }
+
+    /// The short check agrees with its definition (a clamped multiplication
+    /// gives zero) on every point of small order, in every spelling that fits
+    /// in 255 bits, with and without the ignored top bit, and on keys of the
+    /// curve and of its twist.
+    #[test]
+    fn weak_is_exactly_a_zero_clamped_product() {
+        let by_definition = |k: &Key| MontgomeryPoint(*k).mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32];
+        let mut keys: Vec<Key> = curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .map(|p| p.to_montgomery().to_bytes())
+            .collect();
+        // 1, and p - 1, p, p + 1 (p = 2^255 - 19, little-endian 0xed ff .. 7f):
+        // the order-2 point and the other spellings of 0 and 1.
+        let near_p = |low: u8| {
+            let mut k = [0xffu8; 32];
+            k[31] = 0x7f;
+            k[0] = low;
+            k
+        };
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        keys.extend([one, near_p(0xec), near_p(0xed), near_p(0xee)]);
+        for high in keys.clone() {
+            let mut k = high;
+            k[31] |= 0x80;
+            keys.push(k);
+        }
+        let weak = keys.iter().filter(|k| is_weak(k)).count();
+        assert!(weak >= 12, "the torsion points and 1, p - 1, p, p + 1 are weak ({weak} found)");
+        // Arbitrary bytes (xorshift, fixed seed): about half lie on the twist.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..64 {
+            let mut k = [0u8; 32];
+            for b in &mut k {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            keys.push(k);
+        }
+        keys.push(Identity::from_seed(&[9u8; 32]).public);
+        for k in &keys {
+            assert_eq!(is_weak(k), by_definition(k), "key {k:02x?}");
+        }
     }
 
     #[test]
