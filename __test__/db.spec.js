@@ -304,6 +304,25 @@ describe('PostgreSQL store', function () {
     await waitFor(() => b.received.length === 1, 'a first contact that needs no partner query')
   })
 
+  it('reports a query the database refuses (a wrong column) as ERR_LOOKUP_FAILED with the server\'s reason, not as a database that is down', async () => {
+    const broken = 'select exists (select 1 from mychips.tallies where no_such_column = $1)'
+    const b = await world.served({ database: { queries: { partner: broken } } })
+    const p = await world.peer()
+    await world.tally(b, p.id.agent, 'open')
+    const err = await rejection(p.send(b.addr, { n: 1 }))
+    assert.strictEqual(err.code, 'ERR_HANDSHAKE_REJECTED')
+    // Our own fault, not the caller's: an error event, not a refusal.
+    await waitFor(() => b.events.some((e) => e.type === 'error'), 'the error event')
+    const failed = b.events.find((e) => e.type === 'error')
+    assert.strictEqual(failed.reason, 'ERR_LOOKUP_FAILED')
+    assert.match(failed.message, /partner query .*no_such_column.*42703/)
+    assert.strictEqual(refusals(b).length, 0)
+    // The other questions still reach the database: a first contact gets in.
+    const ticket = await world.ticket()
+    await (await world.peer()).send(b.addr, { ik: 1 }, { ticket })
+    await waitFor(() => b.received.length === 1, 'a first contact that needs no partner query')
+  })
+
   describe('two processes that serve one node', () => {
     it('both refuse a partner on its next handshake once its tally is voided', async () => {
       const b1 = await world.served()

@@ -141,7 +141,7 @@ pub(super) fn caller_key(
 ) -> Result<State> {
     let key = match answer {
         Answer::Partner { allowed, key } => policy::caller_key(&cx.cfg, &agent, allowed, key),
-        Answer::Failed(Error::LookupFailed(why)) => return Err(Error::LookupFailed(format!("key of {agent}: {why}"))),
+        Answer::Failed(Error::LookupFailed(why)) => return Err(Error::LookupFailed(format!("partner {agent}: {why}"))),
         Answer::Failed(err) => return Err(err),
         other => return Err(unasked(&other)),
     };

@@ -64,7 +64,8 @@ impl std::ops::Add for StoreStats {
 
 /// Answers the core's questions about peers. Errors carry their code:
 /// `StoreUnavailable` for a database that is down or slow, `LookupFailed`
-/// for anything else; either refuses the handshake that asked.
+/// for anything else (a query the database refuses, an unusable answer);
+/// either refuses the handshake that asked.
 pub trait Store: Send + Sync + 'static {
     /// The key the node holds for `agent` (IK callers, and agents we dial).
     /// `None`: it holds none, and the key the agent id names is used.

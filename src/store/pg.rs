@@ -6,6 +6,8 @@
 //! Fails closed: a database that is down or slow gives `StoreUnavailable`
 //! within `timeout`, so the handshake that asked is refused before its own
 //! deadline; nothing waits on it longer, and the pool reconnects by itself.
+//! A query the database refuses (a wrong column, no privilege) gives
+//! `LookupFailed` with the server's reason: waiting will not mend it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -221,7 +223,7 @@ impl Inner {
         let since = self.cache().generation();
         let agent_s = agent.to_owned();
         let our = self.cfg.agent.clone();
-        let row = self.query(&self.cfg.key_query, move |n| params(n, vec![Box::new(agent_s), Box::new(our)])).await?;
+        let row = self.query("key", &self.cfg.key_query, move |n| params(n, vec![Box::new(agent_s), Box::new(our)])).await?;
         let key = self.key_from(agent, row.as_ref())?;
         self.cache().put_key(agent, key, since, Instant::now());
         Ok(key)
@@ -235,7 +237,7 @@ impl Inner {
         let since = self.cache().generation();
         let (agent_s, our, statuses) = (agent.to_owned(), self.cfg.agent.clone(), self.cfg.statuses.clone());
         let row = self
-            .query(&self.cfg.partner_query, move |n| {
+            .query("partner", &self.cfg.partner_query, move |n| {
                 params(n, vec![Box::new(agent_s), Box::new(our), Box::new(statuses)])
             })
             .await?;
@@ -256,26 +258,28 @@ impl Inner {
             _ => return Ok(false),
         };
         let row = self
-            .query(&self.cfg.ticket_query, move |n| {
+            .query("ticket", &self.cfg.ticket_query, move |n| {
                 params(n, vec![Box::new(token), Box::new(ticket), Box::new(from.agent)])
             })
             .await?;
         truth(row.as_ref(), "ticket")
     }
 
-    /// Run one statement under the lookup deadline: the first row, if any.
+    /// Run one statement (the `what` query) under the lookup deadline: the
+    /// first row, if any.
     async fn query(
         &self,
+        what: &str,
         sql: &str,
         args: impl FnOnce(usize) -> Vec<Box<dyn ToSql + Sync + Send>>,
     ) -> Result<Option<Row>> {
         self.counters.lookups.fetch_add(1, Ordering::Relaxed);
         let run = async {
             let client: Object = self.pool.get().await.map_err(|e| unavailable(format!("no connection: {e}")))?;
-            let stmt = client.prepare_cached(sql).await.map_err(|e| unavailable(format!("prepare: {e}")))?;
+            let stmt = client.prepare_cached(sql).await.map_err(|e| statement_failed(what, &e))?;
             let args = args(stmt.params().len());
             let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
-            client.query_opt(&stmt, &refs).await.map_err(|e| unavailable(format!("query: {e}")))
+            client.query_opt(&stmt, &refs).await.map_err(|e| statement_failed(what, &e))
         };
         let result = match tokio::time::timeout(self.cfg.timeout, run).await {
             Ok(r) => r,
@@ -337,6 +341,28 @@ fn truth(row: Option<&Row>, what: &str) -> Result<bool> {
 
 fn unavailable(why: String) -> Error {
     Error::StoreUnavailable(why)
+}
+
+/// SQLSTATE classes in which the server refuses the statement itself: syntax
+/// or access (42: a wrong table or column, no privilege), data (22: a bad
+/// cast), feature (0A), cardinality (21), routine exceptions (2F, 38, 39) and
+/// an exception the query raised (P0).
+const QUERY_FAULTS: [&str; 8] = ["42", "22", "0A", "21", "2F", "38", "39", "P0"];
+
+/// A statement that failed. The server refusing the statement is a broken
+/// query (`LookupFailed`, which no waiting mends: the operator must fix the
+/// query or the schema); anything else (no connection, a shutdown, a
+/// cancelled or slow statement, a lack of resources) is the database being
+/// unavailable for now.
+fn statement_failed(what: &str, e: &tokio_postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) if QUERY_FAULTS.iter().any(|class| db.code().code().starts_with(class)) => Error::LookupFailed(format!(
+            "the {what} query is refused by the database: {} (SQLSTATE {})",
+            db.message(),
+            db.code().code()
+        )),
+        _ => unavailable(format!("the {what} query: {e}")),
+    }
 }
 
 fn bad_row(what: &str, e: &tokio_postgres::Error) -> Error {
