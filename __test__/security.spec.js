@@ -145,6 +145,9 @@ describe('security: attacks a review found', function () {
       assert.strictEqual(total, 300, `every send settles (${total} after ${Date.now() - t0} ms)`)
       assert.ok(settled.ERR_WRITE_TIMEOUT > 0, `the stuck link failed: ${JSON.stringify(settled)}`)
       assert.ok(Object.keys(settled).every((k) => k === 'ok' || /^ERR_/.test(k)))
+      // Sends queued behind the stuck link fail with its reason, not a bare "closed".
+      assert.deepStrictEqual(Object.keys(settled).filter((k) => !['ok', 'ERR_BACKPRESSURE', 'ERR_WRITE_TIMEOUT'].includes(k)), [],
+        `every send that was not written names the stuck link's reason: ${JSON.stringify(settled)}`)
       const grew = sent.rss - a.rss
       figure('memory a node held for a peer that stopped reading (18 MiB offered, 2 MiB budget)', `${(grew / 2 ** 20).toFixed(1)} MiB; outcomes ${JSON.stringify(settled)}`)
       assert.ok(grew < 12 * 2 ** 20, `bounded: ${(grew / 2 ** 20).toFixed(1)} MiB`)

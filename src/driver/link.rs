@@ -355,7 +355,7 @@ impl LinkTask {
                 Event::Message { data, early } => self.inbox.push((data, early)),
                 Event::Closing(reason) => {
                     self.close_reason = Some(reason);
-                    let dials = self.shared.registry.retire(self.id, Retire::Requeue);
+                    let dials = self.shared.registry.retire(self.id, Retire::Requeue { cause: None });
                     self.shared.start_dials(dials);
                 }
             }
@@ -479,9 +479,9 @@ impl LinkTask {
         // Unsent messages of a link that was open go to the next link; those
         // of a link that never opened share its fate (the next try would too).
         let retire = match &outcome {
-            Ok(()) if self.opened => Retire::Requeue,
+            Ok(()) if self.opened => Retire::Requeue { cause: None },
             Ok(()) => Retire::Reject(Error::ConnectionClosed),
-            Err(e) if self.opened && !e.is_refusal() => Retire::Requeue,
+            Err(e) if self.opened && !e.is_refusal() => Retire::Requeue { cause: Some(e.clone()) },
             Err(e) => Retire::Reject(e.clone()),
         };
         let dials = self.shared.registry.retire(self.id, retire);

@@ -162,7 +162,7 @@ impl Peer {
                 return Sent::Pending;
             }
         }
-        let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0 });
+        let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0, cause: None });
         self.shared.start_dials(dial);
         Sent::Pending
     }

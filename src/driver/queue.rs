@@ -169,6 +169,9 @@ pub(crate) struct Outgoing {
     pub opts: SendOptions,
     /// Links it was handed to that closed before writing it.
     pub attempts: u8,
+    /// Why the last of those failed (`None`: it closed in order, or there
+    /// was none): the reason it is rejected with if no link takes it.
+    pub cause: Option<Error>,
 }
 
 /// A request to hear when a link is open (the address lets a closing link

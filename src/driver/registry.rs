@@ -92,8 +92,10 @@ pub(crate) struct DialOrder {
 
 /// What a retiring link does with messages still queued on it.
 pub(crate) enum Retire {
-    /// Hand them to another link (nothing of them was written).
-    Requeue,
+    /// Hand them to another link (nothing of them was written). `cause`:
+    /// why this link failed (`None`: it closed in order), the reason a
+    /// message is rejected with if no other link can take it.
+    Requeue { cause: Option<Error> },
     /// Reject them: the reason applies to any link to that peer.
     Reject(Error),
 }
@@ -254,17 +256,18 @@ impl Registry {
         };
         for cmd in cmds {
             match (cmd, &outcome) {
-                (Cmd::Send(mut out), Retire::Requeue)
+                (Cmd::Send(mut out), Retire::Requeue { cause })
                     if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() =>
                 {
                     out.attempts += 1;
+                    out.cause = cause.clone();
                     inner.submit(&self.shutdown, *out, &mut dials);
                 }
-                (Cmd::Connect(w), Retire::Requeue) if w.target.link.is_none() => {
+                (Cmd::Connect(w), Retire::Requeue { .. }) if w.target.link.is_none() => {
                     let Waiter { done, target, opts } = *w;
                     inner.connect(&self.shutdown, target, opts, done, &mut dials);
                 }
-                (cmd, Retire::Requeue) => cmd.reject(&Error::ConnectionClosed),
+                (cmd, Retire::Requeue { cause }) => cmd.reject(cause.as_ref().unwrap_or(&Error::ConnectionClosed)),
                 (cmd, Retire::Reject(err)) => cmd.reject(err),
             }
         }
@@ -405,9 +408,10 @@ impl Inner {
             let id = match self.route(shutdown, &out.target, &out.opts, dials) {
                 Ok(r) => r,
                 // A message handed back by a closing link that has nowhere
-                // else to go: its link closed; the caller's arguments were fine.
+                // else to go: the caller's arguments were fine; what ended
+                // that link is the reason.
                 Err(Error::InvalidArgument(_)) if out.attempts > 0 => {
-                    out.done.complete(Err(Error::ConnectionClosed));
+                    out.done.complete(Err(out.cause.unwrap_or(Error::ConnectionClosed)));
                     return;
                 }
                 Err(e) => {
@@ -430,7 +434,7 @@ impl Inner {
                 }
             }
         }
-        out.done.complete(Err(Error::ConnectionClosed));
+        out.done.complete(Err(out.cause.unwrap_or(Error::ConnectionClosed)));
     }
 
     fn connect(

@@ -43,6 +43,7 @@ fn message(n: u32, target: Target) -> (Outgoing, oneshot::Receiver<Result<()>>) 
         target,
         opts: SendOptions::default(),
         attempts: 0,
+        cause: None,
     };
     (out, result)
 }
@@ -177,7 +178,7 @@ fn when_the_link_in_use_retires_its_unsent_messages_go_first_to_the_next() {
         let (m, _) = message(n, by_agent());
         assert!(reg.submit(m).is_none());
     }
-    assert!(reg.retire(a.id, Retire::Requeue).is_empty());
+    assert!(reg.retire(a.id, Retire::Requeue { cause: None }).is_empty());
     let (m, _) = message(4, by_agent());
     assert!(reg.submit(m).is_none());
     let got: Vec<String> = queued(&b).into_iter().map(|(m, _)| m).collect();
@@ -209,7 +210,7 @@ fn a_retiring_link_hands_unsent_messages_in_order_to_a_new_dial() {
     assert!(reg.submit(m2).is_none());
     let first = dialled(&reg, first);
     reg.opened(first.id, &info(first.id, Pattern::KK)).expect("under the caps");
-    let dials = reg.retire(first.id, Retire::Requeue);
+    let dials = reg.retire(first.id, Retire::Requeue { cause: None });
     assert_eq!(dials.len(), 1, "one new link for both");
     let next = dialled(&reg, dials.into_iter().next().map(|o| o.link).expect("a dial"));
     assert_eq!(queued(&next), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
@@ -225,7 +226,7 @@ fn a_retiring_link_hands_unsent_messages_to_another_open_link_without_dialling()
     let (m2, _) = message(2, by_agent());
     assert!(reg.submit(m1).is_none() && reg.submit(m2).is_none());
     // The messages went to the link in use, a; it retires and hands them to b.
-    let dials = reg.retire(a.id, Retire::Requeue);
+    let dials = reg.retire(a.id, Retire::Requeue { cause: None });
     assert!(dials.is_empty());
     assert_eq!(queued(&b), vec![(r#"{"n":1}"#.into(), 1), (r#"{"n":2}"#.into(), 1)]);
 }
@@ -236,10 +237,10 @@ fn a_message_is_rejected_once_it_has_been_handed_to_max_attempts_links() {
     let (m, mut r) = message(1, dialable());
     let mut link = reg.submit(m).map(|o| o.link).expect("a dial");
     for attempt in 1..MAX_ATTEMPTS {
-        let dials = reg.retire(link.id, Retire::Requeue);
+        let dials = reg.retire(link.id, Retire::Requeue { cause: None });
         link = dials.into_iter().next().map(|o| o.link).unwrap_or_else(|| panic!("requeue {attempt} dials again"));
     }
-    let dials = reg.retire(link.id, Retire::Requeue);
+    let dials = reg.retire(link.id, Retire::Requeue { cause: None });
     assert!(dials.is_empty());
     assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
 }
@@ -251,7 +252,34 @@ fn messages_for_one_link_are_not_moved_to_another() {
     let _b = open_inbound(&reg);
     let (m, mut r) = message(1, Target { link: Some(a.id), ..Target::default() });
     assert!(reg.submit(m).is_none());
-    assert!(reg.retire(a.id, Retire::Requeue).is_empty());
+    assert!(reg.retire(a.id, Retire::Requeue { cause: None }).is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn a_message_with_nowhere_to_go_after_its_link_failed_names_that_failure() {
+    let (reg, _) = registry();
+    let stuck = Error::WriteTimeout { ms: 1500 };
+    // Handed back by the failed link, with no address to dial again.
+    let a = open_inbound(&reg);
+    let (m, mut r) = message(1, by_agent());
+    assert!(reg.submit(m).is_none());
+    assert!(reg.retire(a.id, Retire::Requeue { cause: Some(stuck.clone()) }).is_empty());
+    assert_eq!(result(&mut r), Some(Err(stuck.clone())));
+    // Bound to that very link.
+    let b = open_inbound(&reg);
+    let (m, mut r) = message(2, Target { link: Some(b.id), ..Target::default() });
+    assert!(reg.submit(m).is_none());
+    assert!(reg.retire(b.id, Retire::Requeue { cause: Some(Error::ConnectionReset) }).is_empty());
+    assert_eq!(result(&mut r), Some(Err(Error::ConnectionReset)));
+    // Moved on to a link that then closed in order: the latest link's end counts.
+    let c = open_inbound(&reg);
+    let d = open_inbound(&reg);
+    let (m, mut r) = message(3, by_agent());
+    assert!(reg.submit(m).is_none());
+    assert!(reg.retire(c.id, Retire::Requeue { cause: Some(stuck) }).is_empty());
+    assert!(result(&mut r).is_none(), "d took it");
+    assert!(reg.retire(d.id, Retire::Requeue { cause: None }).is_empty());
     assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
 }
 
@@ -305,6 +333,6 @@ fn a_message_handed_back_with_nowhere_to_go_fails_as_closed_not_as_a_bad_argumen
     let a = open_inbound(&reg);
     let (m, mut r) = message(1, by_agent()); // no host or port: only the open link can take it
     assert!(reg.submit(m).is_none());
-    assert!(reg.retire(a.id, Retire::Requeue).is_empty());
+    assert!(reg.retire(a.id, Retire::Requeue { cause: None }).is_empty());
     assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
 }
