@@ -233,10 +233,8 @@ mod tests {
     #[test]
     fn weak_is_exactly_a_zero_clamped_product() {
         let by_definition = |k: &Key| MontgomeryPoint(*k).mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32];
-        let mut keys: Vec<Key> = curve25519_dalek::constants::EIGHT_TORSION
-            .iter()
-            .map(|p| p.to_montgomery().to_bytes())
-            .collect();
+        let mut keys: Vec<Key> =
+            curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.to_montgomery().to_bytes()).collect();
         // 1, and p - 1, p, p + 1 (p = 2^255 - 19, little-endian 0xed ff .. 7f):
         // the order-2 point and the other spellings of 0 and 1.
         let near_p = |low: u8| {

@@ -223,7 +223,8 @@ impl Inner {
         let since = self.cache().generation();
         let agent_s = agent.to_owned();
         let our = self.cfg.agent.clone();
-        let row = self.query("key", &self.cfg.key_query, move |n| params(n, vec![Box::new(agent_s), Box::new(our)])).await?;
+        let row =
+            self.query("key", &self.cfg.key_query, move |n| params(n, vec![Box::new(agent_s), Box::new(our)])).await?;
         let key = self.key_from(agent, row.as_ref())?;
         self.cache().put_key(agent, key, since, Instant::now());
         Ok(key)
@@ -356,11 +357,9 @@ const QUERY_FAULTS: [&str; 8] = ["42", "22", "0A", "21", "2F", "38", "39", "P0"]
 /// unavailable for now.
 fn statement_failed(what: &str, e: &tokio_postgres::Error) -> Error {
     match e.as_db_error() {
-        Some(db) if QUERY_FAULTS.iter().any(|class| db.code().code().starts_with(class)) => Error::LookupFailed(format!(
-            "the {what} query is refused by the database: {} (SQLSTATE {})",
-            db.message(),
-            db.code().code()
-        )),
+        Some(db) if QUERY_FAULTS.iter().any(|class| db.code().code().starts_with(class)) => Error::LookupFailed(
+            format!("the {what} query is refused by the database: {} (SQLSTATE {})", db.message(), db.code().code()),
+        ),
         _ => unavailable(format!("the {what} query: {e}")),
     }
 }
