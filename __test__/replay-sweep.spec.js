@@ -23,7 +23,8 @@
 // (§5a: a replayed message 1 never becomes a route). Each genuine message is
 // delivered exactly once. Every loop is bounded in count, every wait in time.
 const assert = require('assert')
-const { NoisePeer, generateKeypair } = require('..')
+const { generateKeypair } = require('..')
+const { listeningPeer } = require('./helpers/fixture')
 const { Relay } = require('./helpers/wire-tap')
 const { rawClient, parseFrames, prefix } = require('./helpers/hostile')
 const { waitFor, sleep } = require('./helpers/wait')
@@ -59,8 +60,7 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
 
   async function node (id, opts = {}, { ticketsForgotten = false } = {}) {
     known.set(id.agent, id.publicKey)
-    const peer = new NoisePeer({
-      agent: id.agent,
+    return listeningPeer(id, {
       keys: id,
       host: HOST,
       peerKey: async (a) => { await sleep(LOOKUP_MS); return known.get(a) || null },
@@ -68,18 +68,6 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
       eventRate: 1000000,
       ...opts
     })
-    peer.id = id
-    peer.got = []
-    peer.events = []
-    peer.onMessage((from, message) => peer.got.push({ from, message }))
-    peer.onEvent((e) => peer.events.push(e))
-    try {
-      peer.addr = { agent: id.agent, ...(await peer.listen()) }
-    } catch (e) {
-      await peer.close().catch(() => {})
-      throw e
-    }
-    return peer
   }
 
   const responderOpts = (port = 0) => ({ port, handshakeTimeout: HS_TIMEOUT, maxFrame: MAX_FRAME })
@@ -98,12 +86,12 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
       const mine = [{ a: n }, { a: n + 1, big }]
       for (const m of mine) await A.send(via, m, ticket ? { ticket } : {})
       sent.toB.push(...mine)
-      await waitFor(() => B.got.length === sent.toB.length, 'the messages to B', 5000)
-      await waitFor(() => B.events.some((e) => e.type === 'open' && e.link === B.got[B.got.length - 1].from.link), 'B\'s open event', 5000)
+      await waitFor(() => B.received.length === sent.toB.length, 'the messages to B', 5000)
+      await waitFor(() => B.events.some((e) => e.type === 'open' && e.link === B.received[B.received.length - 1].from.link), 'B\'s open event', 5000)
       const back = [{ b: n }, { b: n + 1, big }]
       for (const m of back) await B.send({ agent: A.id.agent }, m)
       sent.toA.push(...back)
-      await waitFor(() => A.got.length === sent.toA.length, 'the replies to A', 5000)
+      await waitFor(() => A.received.length === sent.toA.length, 'the replies to A', 5000)
       A.end(B.id.agent)
       await waitFor(() => A.links().length === 0 && B.links().length === 0, 'the link to close', 5000)
     }
@@ -117,12 +105,12 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
   after(async function () {
     if (results.length) {
       const accepted = results.filter((r) => r.expect.accepted)
-      const texts = [...B.got, ...A.got].map((g) => JSON.stringify(g.message))
+      const texts = [...B.received, ...A.received].map((g) => JSON.stringify(g.message))
       figure('replay sweep', `${results.length} replays (${results.reduce((n, r) => n + r.frames, 0)} frames) to ${JSON.stringify(tally(results.map((r) => r.target)))}; ` +
         `the node's events ${JSON.stringify(tally(results.map((r) => `${r.type}:${r.reason}`)))}; attacker's connections closed ${results.filter((r) => r.closed).length}; ` +
         `replayed message 1 taken ${accepted.length} (each closed unconfirmed: ${JSON.stringify(tally(accepted.map((r) => r.reason)))}); ` +
         `frames sent to the replayer ${JSON.stringify(tally(results.flatMap((r) => r.letters)))}; open events for it ${results.filter((r) => r.opened).length}; ` +
-        `messages delivered twice ${texts.length - new Set(texts).size}; sends to the partner that reached it ${A.got.filter((g) => g.message.probe !== undefined).length} of ${probes}`)
+        `messages delivered twice ${texts.length - new Set(texts).size}; sends to the partner that reached it ${A.received.filter((g) => g.message.probe !== undefined).length} of ${probes}`)
     }
     await Promise.all([A && A.close(), B && !B.closed && B.close(), tap && tap.close()])
   })
@@ -196,7 +184,7 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
   async function probe (target) {
     const n = ++probes
     await target.send({ agent: A.id.agent, host: HOST, port: A.addr.port }, { probe: n })
-    await waitFor(() => A.got.some((g) => g.message.probe === n), `probe ${n} at the partner`, 5000)
+    await waitFor(() => A.received.some((g) => g.message.probe === n), `probe ${n} at the partner`, 5000)
     return n
   }
 
@@ -257,9 +245,9 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
 
   // Each genuine message delivered exactly once, in order, and nothing else.
   function assertDeliveredOnce () {
-    assert.deepStrictEqual(B.got.map((g) => g.message), sent.toB, 'the responder saw each genuine message once')
-    assert.deepStrictEqual(A.got.map((g) => g.message).filter((m) => m.probe === undefined), sent.toA, 'the initiator saw each genuine reply once')
-    assert.deepStrictEqual(A.got.map((g) => g.message.probe).filter((p) => p !== undefined), [...Array(probes).keys()].map((i) => i + 1), 'each send to the partner reached it once')
+    assert.deepStrictEqual(B.received.map((g) => g.message), sent.toB, 'the responder saw each genuine message once')
+    assert.deepStrictEqual(A.received.map((g) => g.message).filter((m) => m.probe === undefined), sent.toA, 'the initiator saw each genuine reply once')
+    assert.deepStrictEqual(A.received.map((g) => g.message.probe).filter((p) => p !== undefined), [...Array(probes).keys()].map((i) => i + 1), 'each send to the partner reached it once')
   }
 
   // --- the tests --------------------------------------------------------------------
@@ -268,7 +256,7 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
     const letters = (frames) => frames.map((f) => f.letter).join(' ')
     assert.deepStrictEqual([letters(rec.up[0]), letters(rec.down[0])], ['I C T F T', 'A T F T'], 'the IK link: I, C, a message, a message in F + T; back A and the same')
     assert.deepStrictEqual([letters(rec.up[1]), letters(rec.down[1])], ['N K C T F T', 'A T F T'], 'the KK link')
-    assert.deepStrictEqual(B.got.map((g) => g.from.pattern), ['IK', 'IK', 'KK', 'KK'])
+    assert.deepStrictEqual(B.received.map((g) => g.from.pattern), ['IK', 'IK', 'KK', 'KK'])
     assertDeliveredOnce()
   })
 
@@ -298,7 +286,7 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
         Object.assign(fresh, { label, fresh: true, ticketsForgotten })
         try {
           await replay(fresh, name, frames, paced)
-          assert.deepStrictEqual(fresh.got, [], `${name}: the restarted node delivered nothing`)
+          assert.deepStrictEqual(fresh.received, [], `${name}: the restarted node delivered nothing`)
         } finally {
           await fresh.close()
         }
@@ -345,7 +333,7 @@ describe('replay sweep: a recorded IK + KK session, replayed frame by frame and 
         })
         assert.strictEqual(outcome.filter((r) => r.expect.accepted).length, 1, `${what}: exactly one connection got an A`)
         check(outcome)
-        assert.deepStrictEqual(fresh.got, [], 'the restarted node delivered nothing')
+        assert.deepStrictEqual(fresh.received, [], 'the restarted node delivered nothing')
       } finally {
         await fresh.close()
       }

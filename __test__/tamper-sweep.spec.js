@@ -31,7 +31,8 @@
 // Two tests at the end pin what the sweep found wrong in the node's reports
 // (not in what it delivered), fixed since in src/driver/link.rs read().
 const assert = require('assert')
-const { NoisePeer, generateKeypair } = require('..')
+const { generateKeypair } = require('..')
+const { listeningPeer } = require('./helpers/fixture')
 const { Relay } = require('./helpers/wire-tap')
 const { prefix, sleep } = require('./helpers/hostile')
 const { Scripted, regions } = require('./helpers/reenact')
@@ -82,8 +83,7 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
 
   async function node (id, opts = {}) {
     known.set(id.agent, id.publicKey)
-    const peer = new NoisePeer({
-      agent: id.agent,
+    return listeningPeer(id, {
       keys: id,
       host: HOST,
       // The partner's key comes after LOOKUP_MS, as from a database: the
@@ -93,13 +93,6 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
       checkTicket: async (t) => tickets.delete(t),
       ...opts
     })
-    peer.id = id
-    peer.got = []
-    peer.events = []
-    peer.onMessage((from, message) => peer.got.push({ from, message }))
-    peer.onEvent((e) => peer.events.push(e))
-    peer.addr = { agent: id.agent, ...(await peer.listen()) }
-    return peer
   }
 
   before(async function () {
@@ -119,11 +112,11 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
     sent.set(cid(1), messages(cid(1)))
     caseNo = 1
     for (const m of messages(cid(0))) await A.send(via, m, { ticket: tk(0) })
-    await waitFor(() => B.got.length === 3, 'the IK session', 5000)
+    await waitFor(() => B.received.length === 3, 'the IK session', 5000)
     A.end(B.id.agent)
     await waitFor(() => A.links().length === 0 && B.links().length === 0, 'the IK link to close', 5000)
     for (const m of messages(cid(1))) await A.send(via, m)
-    await waitFor(() => B.got.length === 6, 'the KK session', 5000)
+    await waitFor(() => B.received.length === 6, 'the KK session', 5000)
     A.end(B.id.agent)
     await waitFor(() => A.links().length === 0 && B.links().length === 0, 'the KK link to close', 5000)
     plans = {}
@@ -201,7 +194,7 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
     const seen = await s.closed
     const { ev, opened } = await eventFor(s.localPort, mark)
     s.destroy()
-    const got = B.got.filter((g) => g.message.c === c.cid).map((g) => g.message)
+    const got = B.received.filter((g) => g.message.c === c.cid).map((g) => g.message)
     const genuine = sent.get(c.cid) || []
     const corrupted = got.filter((m) => !genuine.some((g) => JSON.stringify(g) === JSON.stringify(m))).length
     const r = {
@@ -263,12 +256,12 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
   async function assertServes () {
     const n = ++pings
     await A.send(B.addr, { ping: n })
-    await waitFor(() => A.got.some((g) => g.message.pong === n), `the genuine partner's pong ${n}`, 5000)
+    await waitFor(() => A.received.some((g) => g.message.pong === n), `the genuine partner's pong ${n}`, 5000)
   }
 
   // Each genuine message delivered at most once, overall.
   function assertNoDuplicates () {
-    const texts = B.got.map((g) => JSON.stringify(g.message))
+    const texts = B.received.map((g) => JSON.stringify(g.message))
     assert.strictEqual(new Set(texts).size, texts.length, 'no message delivered twice')
   }
 
@@ -508,7 +501,7 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
       assert.ok(transport, 'the node accepted the re-enacted message 1')
       assert.strictEqual(describeStream([...s.hello, ...transport]), plan.stream)
       s.write(Buffer.concat(transport))
-      await waitFor(() => B.got.filter((g) => g.message.c === c.cid).length === 3, 'the three messages', 5000)
+      await waitFor(() => B.received.filter((g) => g.message.c === c.cid).length === 3, 'the three messages', 5000)
       s.end()
       const r = await observe(c, s, mark)
       assert.deepStrictEqual({ closed: r.closed, reason: r.reason, opened: r.opened, delivered: r.delivered, corrupted: r.corrupted },
@@ -560,8 +553,8 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
     const { ev } = await eventFor(s.localPort, mark)
     s.destroy()
     const events = (byPort.get(s.localPort) || []).slice(mark).map((e) => ({ type: e.type, reason: e.reason, link: e.link, clean: e.clean }))
-    const got = B.got.filter((g) => g.message.c === c.cid).map((g) => ({ link: g.from.link, n: g.message.n }))
-    return { closed: seen.closed, ev, events, got }
+    const got = B.received.filter((g) => g.message.c === c.cid).map((g) => ({ link: g.from.link, n: g.message.n }))
+    return { closed: seen.closed, ev, events, received: got }
   }
 
   it('reports `open` for a link that delivers a message and fails in the same read, then its close', async function () {
@@ -573,10 +566,10 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
     // so the `open` the confirmation produced was never reported.
     const r = await oneLink(async (s, transport) => s.write(Buffer.concat([transport[0], transport[1], prefix(0x7f000000), Buffer.from('T')])))
     const inSweep = results.filter((x) => x.delivered.length > 0 && !x.opened)
-    assert.deepStrictEqual(r.got.map((g) => g.n), [1], 'message 1 was delivered')
+    assert.deepStrictEqual(r.received.map((g) => g.n), [1], 'message 1 was delivered')
     assert.strictEqual(r.ev && r.ev.reason, 'ERR_FRAME_TOO_LARGE')
     assert.deepStrictEqual(r.events.map((e) => e.type), ['open', 'close'],
-      `the link that delivered message 1 (link ${r.got[0].link}) is reported opened, then closed; got ${JSON.stringify(r.events)}. ` +
+      `the link that delivered message 1 (link ${r.received[0].link}) is reported opened, then closed; got ${JSON.stringify(r.events)}. ` +
       `In the sweep, ${inSweep.length} cases delivered messages on a link never reported open.`)
   })
 
@@ -589,13 +582,13 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
     // (PEER_CLOSED, clean), looking only at the core's reassembly.
     const r = await oneLink(async (s, transport, c) => {
       s.write(Buffer.concat(transport.slice(0, 2)))
-      await waitFor(() => B.got.some((g) => g.message.c === c.cid), 'message 1', 3000)
+      await waitFor(() => B.received.some((g) => g.message.c === c.cid), 'message 1', 3000)
       await sleep(50)
       s.write(transport[2].subarray(0, 10)) // 10 bytes of the next frame
       s.end()
     })
     const inSweep = results.filter((x) => x.bug === 'truncated')
-    assert.deepStrictEqual(r.got.map((g) => g.n), [1])
+    assert.deepStrictEqual(r.received.map((g) => g.n), [1])
     assert.deepStrictEqual({ type: r.ev && r.ev.type, reason: r.ev && r.ev.reason, clean: r.ev && r.ev.clean }, { type: 'close', reason: 'ERR_CONNECTION_CLOSED', clean: false },
       `events: ${JSON.stringify(r.events)}; in the sweep, such cases were reported ${JSON.stringify(tally(inSweep.map((x) => `${x.reason}${x.clean ? ' (clean)' : ''}`)))}`)
     assert.deepStrictEqual(inSweep.filter((x) => x.reason !== x.expect.reason).map((x) => x.label), [], 'every stream the sweep ended inside a frame is ERR_CONNECTION_CLOSED')
@@ -604,14 +597,14 @@ describe('tamper sweep: a captured session, flipped, cut, reordered and swapped,
   it('keeps serving the genuine partner, and delivered every genuine message exactly once', async function () {
     await assertServes()
     assert.ok(pings > 10, `the partner was served throughout (${pings} pings)`)
-    const delivered = B.got.filter((g) => g.message.ping !== undefined).map((g) => g.message.ping)
+    const delivered = B.received.filter((g) => g.message.ping !== undefined).map((g) => g.message.ping)
     assert.deepStrictEqual(delivered, [...Array(pings).keys()].map((i) => i + 1), 'every ping once, in order')
     assertNoDuplicates()
     const corrupted = results.reduce((n, r) => n + r.corrupted, 0)
     assert.strictEqual(corrupted, 0, 'no corrupted message was ever delivered')
     // Everything the application ever saw was genuinely sent: a ping, or a
     // message of a session (the capture's, or a case's that got that far).
-    const stray = B.got.map((g) => g.message).filter((m) => m.ping === undefined &&
+    const stray = B.received.map((g) => g.message).filter((m) => m.ping === undefined &&
       !(sent.get(m.c) || []).some((x) => JSON.stringify(x) === JSON.stringify(m)))
     assert.deepStrictEqual(stray, [], 'every delivered message equals one genuinely sent')
   })

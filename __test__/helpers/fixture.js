@@ -3,6 +3,25 @@
 const { NoisePeer, generateKeypair } = require('../..')
 const { waitFor, sleep, rejection } = require('./wait')
 
+// A listening NoisePeer for identity `id` (options as NoisePeer's, `agent`
+// filled in) that records what it sees: `received` ({ from, message }) and
+// `events`; `addr` is where to reach it. Closed again if it cannot listen.
+async function listeningPeer (id, options) {
+  const peer = new NoisePeer({ agent: id.agent, ...options })
+  peer.id = id
+  peer.received = []
+  peer.events = []
+  peer.onMessage((from, message) => peer.received.push({ from, message }))
+  peer.onEvent((event) => peer.events.push(event))
+  try {
+    peer.addr = { agent: id.agent, ...(await peer.listen()) }
+  } catch (err) {
+    await peer.close().catch(() => {})
+    throw err
+  }
+  return peer
+}
+
 // A small world of nodes that know each other's keys (a tally relation each way).
 class World {
   constructor () {
@@ -19,21 +38,13 @@ class World {
   // A listening peer that records every message and event it sees.
   async peer (options = {}) {
     const id = options.identity || this.identity()
-    const peer = new NoisePeer({
-      agent: id.agent,
+    const peer = await listeningPeer(id, {
       keys: options.encrypt === false ? undefined : { publicKey: id.publicKey, privateKey: id.privateKey },
       encrypt: options.encrypt,
       peerKey: async (agent) => this.keys.get(agent) || null,
       checkTicket: async (ticket) => ticket === 'good-ticket',
       ...options.peer
     })
-    peer.id = id
-    peer.received = []
-    peer.events = []
-    peer.onMessage((from, message) => peer.received.push({ from, message }))
-    peer.onEvent((event) => peer.events.push(event))
-    const { host, port } = await peer.listen()
-    peer.addr = { agent: id.agent, host, port }
     this.peers.push(peer)
     return peer
   }
@@ -44,4 +55,4 @@ class World {
   }
 }
 
-module.exports = { World, waitFor, sleep, rejection }
+module.exports = { World, listeningPeer, waitFor, sleep, rejection }
