@@ -38,7 +38,9 @@ export declare class NativePeer {
 /**
  * X25519 operations a second on one core with the handshake's primitives,
  * measured for about `ms` milliseconds on the calling thread, and how many
- * one link costs (both ends): the benchmark's handshake ceiling.
+ * one link costs (both ends): the benchmark's handshake ceiling. Then the
+ * rate of ephemeral key generations (fixed-base, measured for `ms` too) and
+ * how many of the operations per link are those.
  */
 export declare function __dhRate(ms: number): Array<number>
 

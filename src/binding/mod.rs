@@ -93,11 +93,19 @@ pub fn defaults() -> options::PeerDefaults {
 
 /// X25519 operations a second on one core with the handshake's primitives,
 /// measured for about `ms` milliseconds on the calling thread, and how many
-/// one link costs (both ends): the benchmark's handshake ceiling.
+/// one link costs (both ends): the benchmark's handshake ceiling. Then the
+/// rate of ephemeral key generations (fixed-base, measured for `ms` too) and
+/// how many of the operations per link are those.
 #[napi(catch_unwind, js_name = "__dhRate")]
 pub fn dh_rate(ms: u32) -> Vec<f64> {
-    let rate = crate::proto::suite::dh_rate(std::time::Duration::from_millis(u64::from(ms.min(10_000))));
-    vec![rate, f64::from(crate::proto::suite::DH_PER_LINK)]
+    use crate::proto::suite;
+    let each = std::time::Duration::from_millis(u64::from(ms.min(10_000)));
+    vec![
+        suite::dh_rate(each),
+        f64::from(suite::DH_PER_LINK),
+        suite::keygen_rate(each),
+        f64::from(suite::KEYGEN_PER_LINK),
+    ]
 }
 
 /// Every error code the addon can report (`err.code`, event `reason`).

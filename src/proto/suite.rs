@@ -125,6 +125,34 @@ impl Handshake {
 /// patterns. What the handshake-rate ceiling divides by.
 pub const DH_PER_LINK: u32 = 13;
 
+/// Of those, the ephemeral key generations (one in N, two in KK): a
+/// fixed-base multiplication, cheaper than the others.
+pub const KEYGEN_PER_LINK: u32 = 3;
+
+/// How many ephemeral X25519 key pairs this thread makes per second (a
+/// fixed-base multiplication each, as the handshakes make them): runs for
+/// about `for_how_long`.
+pub fn keygen_rate(for_how_long: std::time::Duration) -> f64 {
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let resolver = DefaultResolver;
+    let (Some(mut a), Some(mut rng)) =
+        (resolver.resolve_dh(&snow::params::DHChoice::Curve25519), resolver.resolve_rng())
+    else {
+        return 0.0;
+    };
+    let start = std::time::Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < for_how_long {
+        for _ in 0..64 {
+            if a.generate(rng.as_mut()).is_err() {
+                return 0.0;
+            }
+        }
+        done += 64;
+    }
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
 /// How many X25519 scalar multiplications this thread does per second with
 /// the primitives the handshakes use (for the benchmark's ceiling): runs
 /// for about `for_how_long`.
