@@ -15,7 +15,7 @@
 //   [4, type, peerIndex, link, t, reason, clean, written, initiator]   an event
 //   [5, t, listening]                       the store's notification connection came or went
 //
-// IPC in: { op: 'go' } start sending; { op: 'end', peer } end the links to a node;
+// IPC in: { op: 'go' } start sending (to every node: pauses end); { op: 'end', peer } end the links to a node;
 // { op: 'endAll' }; { op: 'race', peer, at } stop sending to `peer`, end its links, and
 // at time `at` send to it at once (the other node does the same: both dial);
 // { op: 'pause', peer, ms } send nothing to `peer` for a while; { op: 'rss' } resident set after a collection; { op: 'stop' } stop sending;
@@ -146,6 +146,9 @@ process.on('message', async (m) => {
   switch (m.op) {
     case 'go':
       sending = true
+      // The calm spell at the end starts with a go: a pause still running
+      // (an idle fault's) must not keep a pair quiet through it.
+      paused.clear()
       break
     case 'end':
       reply(m, { ended: peer.end(p.agent) })
