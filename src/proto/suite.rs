@@ -140,17 +140,7 @@ pub fn keygen_rate(for_how_long: std::time::Duration) -> f64 {
     else {
         return 0.0;
     };
-    let start = std::time::Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < for_how_long {
-        for _ in 0..64 {
-            if a.generate(rng.as_mut()).is_err() {
-                return 0.0;
-            }
-        }
-        done += 64;
-    }
-    done as f64 / start.elapsed().as_secs_f64()
+    per_second(for_how_long, || a.generate(rng.as_mut()).is_ok())
 }
 
 /// How many X25519 scalar multiplications this thread does per second with
@@ -171,11 +161,17 @@ pub fn dh_rate(for_how_long: std::time::Duration) -> f64 {
     }
     let peer = b.pubkey().to_vec();
     let mut out = [0u8; 32];
+    per_second(for_how_long, || a.dh(&peer, &mut out).is_ok())
+}
+
+/// How many times a second `op` runs on this thread, over about
+/// `for_how_long`; 0 if it ever fails.
+fn per_second(for_how_long: std::time::Duration, mut op: impl FnMut() -> bool) -> f64 {
     let start = std::time::Instant::now();
     let mut done = 0u64;
     while start.elapsed() < for_how_long {
         for _ in 0..64 {
-            if a.dh(&peer, &mut out).is_err() {
+            if !op() {
                 return 0.0;
             }
         }
