@@ -70,6 +70,50 @@ describe('soak (short runs of npm run soak)', function () {
       if (child && child.connected) child.disconnect()
     })
 
+    // A slow node B in a process of its own (helpers/slow-reader.js, with
+    // `options`), whose only partner is `a`, here, made with `aOptions`:
+    // B's address, B's reports as they come, and a's close events.
+    async function slowPair (options, aOptions) {
+      const id = generateKeypair()
+      const b = {}
+      const replies = []
+      child = fork(path.join(__dirname, 'helpers', 'slow-reader.js'), [JSON.stringify({
+        partner: { agent: id.agent, key: id.publicKey.toString('hex') }, readMs: 20, options
+      })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      child.on('message', (m) => { if (m.ready) Object.assign(b, m); else replies.push(m) })
+      await waitFor(() => b.ready, 'the slow node to listen', 10000)
+      const bKey = Buffer.from(b.publicKey, 'hex')
+      a = new NoisePeer({ agent: id.agent, keys: id, ...aOptions, peerKey: async (x) => (x === b.agent ? bKey : null) })
+      const closes = []
+      a.onEvent((e) => { if (e.type === 'close') closes.push(e) })
+      await a.listen()
+      return { b, replies, closes }
+    }
+
+    // `count` messages of 16 KiB from a to B, each sent at once; resolves
+    // with how many resolved.
+    async function sendMany (b, count) {
+      const pad = 'x'.repeat(16 * 1024)
+      let resolved = 0
+      const sends = []
+      for (let i = 0; i < count; i++) sends.push(a.send({ agent: b.agent, host: '127.0.0.1', port: b.port }, { i, pad }).then(() => { resolved++ }))
+      await Promise.all(sends)
+      return resolved
+    }
+
+    // B's report once it has all it will ever get (its count stable for 1 s).
+    async function finalReport (replies) {
+      let last = -1
+      for (let i = 0; i < 60; i++) {
+        child.send({ report: true })
+        await sleep(1000)
+        const r = replies[replies.length - 1]
+        if (r && r.delivered === last) break
+        if (r) last = r.delivered
+      }
+      return replies[replies.length - 1]
+    }
+
     // B reads slowly and stops reading while its application is behind
     // (`maxBacklog: 1`), so A's messages wait in kernel buffers. A ends the
     // link; B is still behind when A's drainTimeout passes, so A closes its
@@ -79,39 +123,14 @@ describe('soak (short runs of npm run soak)', function () {
     // a close that may have lost written messages says clean: false.
     it('says clean: false, since the other side may not have read what was written', async function () {
       this.timeout(60000)
-      const id = generateKeypair()
-      const b = {}
-      child = fork(path.join(__dirname, 'helpers', 'slow-reader.js'), [JSON.stringify({
-        partner: { agent: id.agent, key: id.publicKey.toString('hex') }, readMs: 20, options: { maxBacklog: 1 }
-      })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      const replies = []
-      child.on('message', (m) => { if (m.ready) Object.assign(b, m); else replies.push(m) })
-      await waitFor(() => b.ready, 'B to listen', 10000)
-      const bKey = Buffer.from(b.publicKey, 'hex')
-      a = new NoisePeer({ agent: id.agent, keys: id, drainTimeout: 500, peerKey: async (x) => (x === b.agent ? bKey : null) })
-      const closes = []
-      a.onEvent((e) => { if (e.type === 'close') closes.push(e) })
-      await a.listen()
-
+      const { b, replies, closes } = await slowPair({ maxBacklog: 1 }, { drainTimeout: 500 })
       // 300 messages of 16 KiB (about 5 MB): all handed to the socket, many
       // still in kernel buffers, more than B reads in the drain time.
-      const pad = 'x'.repeat(16 * 1024)
-      let resolved = 0
-      const sends = []
-      for (let i = 0; i < 300; i++) sends.push(a.send({ agent: b.agent, host: '127.0.0.1', port: b.port }, { i, pad }).then(() => { resolved++ }))
-      await Promise.all(sends)
+      const resolved = await sendMany(b, 300)
       a.end(b.agent)
       await waitFor(() => closes.length === 1, 'A\'s close event', 20000)
       child.send({ send: 5 }) // B writes on the link it still believes open
-      let last = -1 // B reads on until it has all it will ever get (stable for 1 s)
-      for (let i = 0; i < 60; i++) {
-        child.send({ report: true })
-        await sleep(1000)
-        const r = replies[replies.length - 1]
-        if (r && r.delivered === last) break
-        if (r) last = r.delivered
-      }
-      const report = replies[replies.length - 1]
+      const report = await finalReport(replies) // B reads on until it has all it will ever get
       const close = closes[0]
       assert.strictEqual(closes.length, 1, 'one link only')
       assert.strictEqual(close.written, resolved, 'every resolved send was written on that link')
@@ -128,38 +147,18 @@ describe('soak (short runs of npm run soak)', function () {
     // that, said clean: true. A closing link now waits on while frames keep
     // arriving (up to 8 drainTimeouts), so a slow reader reads to the end.
     it('a slow closing side still reads everything the other side wrote before its end', async function () {
-      this.timeout(60000)
-      const id = generateKeypair()
-      const b = {}
-      child = fork(path.join(__dirname, 'helpers', 'slow-reader.js'), [JSON.stringify({
-        partner: { agent: id.agent, key: id.publicKey.toString('hex') }, readMs: 20, options: { maxBacklog: 1, drainTimeout: 500 }
-      })], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-      const replies = []
-      child.on('message', (m) => { if (m.ready) Object.assign(b, m); else replies.push(m) })
-      await waitFor(() => b.ready, 'the slow node to listen', 10000)
-      const bKey = Buffer.from(b.publicKey, 'hex')
-      a = new NoisePeer({ agent: id.agent, keys: id, peerKey: async (x) => (x === b.agent ? bKey : null) })
-      const closes = []
-      a.onEvent((e) => { if (e.type === 'close') closes.push(e) })
-      await a.listen()
-      // Here `a` (this process) writes and the slow node closes.
-      const pad = 'x'.repeat(16 * 1024)
-      let resolved = 0
-      const sends = []
-      // 100 messages of 16 KiB at a slow pace: within eight drainTimeouts.
-      for (let i = 0; i < 100; i++) sends.push(a.send({ agent: b.agent, host: '127.0.0.1', port: b.port }, { i, pad }).then(() => { resolved++ }))
-      await Promise.all(sends)
+      this.timeout(90000)
+      // The writer waits for its last bytes to be acknowledged for up to its
+      // own drainTimeout: 10 s, well past the slow node's reading, so its
+      // clean says whether they arrived, not how busy the machine was.
+      const { b, replies, closes } = await slowPair({ maxBacklog: 1, drainTimeout: 500 }, { drainTimeout: 10000 })
+      // Here `a` (this process) writes and the slow node closes: 60 messages
+      // of 16 KiB, which take the slow node (20 ms each) more than one
+      // drainTimeout to read, but well within eight.
+      const resolved = await sendMany(b, 60)
       child.send({ end: true })
-      await waitFor(() => closes.length === 1, 'the writer\'s close event', 20000)
-      let last = -1
-      for (let i = 0; i < 60; i++) {
-        child.send({ report: true })
-        await sleep(1000)
-        const r = replies[replies.length - 1]
-        if (r && r.delivered === last) break
-        if (r) last = r.delivered
-      }
-      const report = replies[replies.length - 1]
+      await waitFor(() => closes.length === 1, 'the writer\'s close event', 40000) // its ack wait is up to 10 s
+      const report = await finalReport(replies)
       const close = closes[0]
       assert.strictEqual(close.written, resolved, 'every resolved send was written on that link')
       console.log(`      writer: ${resolved} sends resolved, its close: ${close.reason}, clean ${close.clean}, written ${close.written}; ` +
