@@ -499,7 +499,7 @@ impl LinkTask {
         // wait (bounded by drainTimeout) until the other side's TCP has
         // acknowledged everything, or the close is not clean.
         let acknowledged =
-            !(outcome.is_ok() && flushed) || acknowledged(self.wire.clone(), self.shared.proto.drain_timeout).await;
+            !(outcome.is_ok() && flushed) || acknowledged(&self.wire.stream, self.shared.proto.drain_timeout).await;
         let flushed = flushed && acknowledged;
         let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
         let inflight: Vec<_> = self.wire.lock().inflight.drain(..).collect();
@@ -553,10 +553,10 @@ impl LinkTask {
 /// True once the socket's send queue is empty (everything written was
 /// acknowledged by the other side's TCP), false if it is not within `bound`;
 /// true where the platform cannot tell.
-async fn acknowledged(wire: Arc<Wire>, bound: Duration) -> bool {
+async fn acknowledged(stream: &tokio::net::TcpStream, bound: Duration) -> bool {
     let until = Instant::now() + bound;
     loop {
-        match crate::sendq::unacknowledged(&wire.stream) {
+        match crate::sendq::unacknowledged(stream) {
             None | Some(0) => return true,
             Some(_) if Instant::now() >= until => return false,
             Some(_) => tokio::time::sleep(ACK_POLL).await,
