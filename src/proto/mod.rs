@@ -9,7 +9,8 @@
 //!   `responder`: its state machine, one transition at a time;
 //! - `policy`: who a peer is (which key each side must prove, when to ask);
 //! - `config`: settings, defaults and their valid ranges;
-//! - `frame`, `payload`, `suite`, `transport`, `replay`, `keys`: the wire.
+//! - `frame`, `payload`, `suite`, `transport`, `replay`, `keys`: the wire;
+//!   `x25519`: the handshakes' Diffie-Hellman.
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -27,6 +28,7 @@ mod responder;
 mod state;
 pub mod suite;
 pub mod transport;
+pub mod x25519;
 
 #[cfg(test)]
 mod tests;

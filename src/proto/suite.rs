@@ -51,7 +51,7 @@ impl std::fmt::Debug for Handshake {
 
 fn build(pattern: &str, local: Option<&Key>, remote: Option<&Key>, initiator: bool) -> Result<Handshake> {
     let internal = |e: snow::Error| Error::Internal(format!("noise setup: {e}"));
-    let mut builder = snow::Builder::new(params(pattern));
+    let mut builder = snow::Builder::with_resolver(params(pattern), super::x25519::resolver());
     if let Some(k) = local {
         builder = builder.local_private_key(k).map_err(internal)?;
     }
@@ -133,8 +133,7 @@ pub const KEYGEN_PER_LINK: u32 = 3;
 /// fixed-base multiplication each, as the handshakes make them): runs for
 /// about `for_how_long`.
 pub fn keygen_rate(for_how_long: std::time::Duration) -> f64 {
-    use snow::resolvers::{CryptoResolver, DefaultResolver};
-    let resolver = DefaultResolver;
+    let resolver = super::x25519::resolver();
     let (Some(mut a), Some(mut rng)) =
         (resolver.resolve_dh(&snow::params::DHChoice::Curve25519), resolver.resolve_rng())
     else {
@@ -147,8 +146,7 @@ pub fn keygen_rate(for_how_long: std::time::Duration) -> f64 {
 /// the primitives the handshakes use (for the benchmark's ceiling): runs
 /// for about `for_how_long`.
 pub fn dh_rate(for_how_long: std::time::Duration) -> f64 {
-    use snow::resolvers::{CryptoResolver, DefaultResolver};
-    let resolver = DefaultResolver;
+    let resolver = super::x25519::resolver();
     let (Some(mut a), Some(mut b), Some(mut rng)) = (
         resolver.resolve_dh(&snow::params::DHChoice::Curve25519),
         resolver.resolve_dh(&snow::params::DHChoice::Curve25519),

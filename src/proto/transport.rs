@@ -1,10 +1,10 @@
 //! Transport messages after the handshake: ChaChaPoly with Noise's implicit
 //! nonces, fragmentation into `F`…`T`, and reassembly (docs/PROTOCOL.md §3, §5).
 //!
-//! We run the transport ciphers ourselves (with `ring`'s ChaCha20-Poly1305)
+//! We run the transport ciphers ourselves (with aws-lc's ChaCha20-Poly1305)
 //! instead of snow's `TransportState`, because snow gives the first Split()
 //! key to the initiator, and MyCHIPs' JavaScript nodes give it to the side
-//! that wrote the last handshake message. `ring`, because its assembly is an
+//! that wrote the last handshake message. aws-lc, because its assembly is an
 //! order of magnitude faster on the short messages MyCHIPs sends than the
 //! portable implementation (about 0.2 against 1.9 µs for 100 bytes here).
 //!
@@ -15,7 +15,7 @@
 //! go in the Noise prologue: an initiator does not know, when it writes
 //! message 1, whether the other side is native.)
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 use super::frame::{Letter, MAX_NOISE_MESSAGE, TAG_LEN};
 use crate::error::{Error, Result};
