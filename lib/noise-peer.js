@@ -16,6 +16,11 @@ const DEFAULTS = Object.freeze(native.defaults())
 const SENT_WRITTEN = 1
 const SENT_CORKED = 2
 
+// A turn's gathered sends cross into Rust once they hold this much text, so a
+// burst of large messages is refused by the queue budget as it comes instead
+// of being held twice (JavaScript text, then Rust's copy) for the whole turn.
+const BATCH_TEXT = 64 * 1024
+
 // Messages that arrive before the first onMessage listener are held, up to this many.
 const EARLY_BUFFER = 10000
 
@@ -97,10 +102,17 @@ class NoisePeer {
     // rest go in one write per link when the turn ends (`_endTurn`).
     this._turn = false
     this._corked = false
+    // The turn's later sends without options, not yet in Rust: runs of sends
+    // to one address, in call order ({ agent, host, port, ids, texts }). Each
+    // run crosses in one call; anything else that could be ordered after
+    // them (a send with options, connect, end, close) hands them over first.
+    this._batch = []
+    this._batchText = 0
     this._endTurn = () => {
       this._turn = false
       if (!this._corked) return
       this._corked = false
+      this._flushBatch()
       let written = []
       try { written = this._native.uncork() } catch (_) { /* closed: Rust reports each send */ }
       this._sent(written)
@@ -215,6 +227,7 @@ class NoisePeer {
   /** Open (or reuse) a link to `address` without sending. Resolves with the link. */
   async connect (address, opts) {
     const target = toTarget(address)
+    this._flushBatch()
     try {
       return await this._native.connect(target, toSendOptions(opts))
     } catch (err) { throw fromNative(err) }
@@ -243,6 +256,21 @@ class NoisePeer {
     if (!cork) {
       this._turn = true
       queueMicrotask(this._endTurn)
+    } else if (target.key === undefined && target.link === undefined && options === undefined) {
+      let run = this._batch[this._batch.length - 1]
+      if (run === undefined || run.agent !== target.agent || run.host !== target.host || run.port !== target.port) {
+        run = { agent: target.agent, host: target.host, port: target.port, ids: [], texts: [] }
+        this._batch.push(run)
+      }
+      run.ids.push(id)
+      run.texts.push(text)
+      this._corked = true
+      this._batchText += text.length
+      const promise = this._pending(id)
+      if (this._batchText >= BATCH_TEXT) this._flushBatch()
+      return promise
+    } else {
+      this._flushBatch()
     }
     let sent
     try {
@@ -257,10 +285,31 @@ class NoisePeer {
     // Written to the socket already: nothing more will come for this id.
     if (sent === SENT_WRITTEN) return Promise.resolve()
     if (sent === SENT_CORKED) this._corked = true
+    return this._pending(id)
+  }
+
+  // The promise of send `id`, settled by `_sent`.
+  _pending (id) {
     return new Promise((resolve, reject) => {
       this._sends.set(id, { resolve, reject })
       this._holdProcess()
     })
+  }
+
+  // Hand the turn's gathered sends to Rust, corked, in call order.
+  _flushBatch () {
+    if (this._batch.length === 0) return
+    const runs = this._batch
+    this._batch = []
+    this._batchText = 0
+    for (const run of runs) {
+      try {
+        this._native.sendCorked(run.ids, run.agent ?? null, run.host ?? null, run.port ?? null, run.texts)
+      } catch (err) {
+        const { code, message } = fromNative(err)
+        this._sent([], run.ids.map((id) => ({ id, code, message })))
+      }
+    }
   }
 
   // Send outcomes, in batches from Rust: each settles its promise exactly once.
@@ -286,6 +335,7 @@ class NoisePeer {
 
   /** Close, in order, every link to `agent`. Returns how many there were. */
   end (agent) {
+    this._flushBatch() // the turn's sends go ahead of the close, as they were called
     return call(() => this._native.end(String(agent)))
   }
 
@@ -301,6 +351,7 @@ class NoisePeer {
 
   /** Stop listening and close every link; afterwards the process can exit. */
   close () {
+    this._flushBatch()
     this._listening = false
     this._holdProcess()
     if (!this._closed) {

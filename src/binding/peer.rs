@@ -302,6 +302,31 @@ impl NativePeer {
         })
     }
 
+    /// Several sends to one address, corked (`send` with `cork`, no extra):
+    /// the sends of one turn after its first, gathered by JavaScript into one
+    /// call. Each is written by the next `uncork` (which returns its id) or
+    /// reported to `onSent`. Throws only for bad arguments.
+    #[napi(catch_unwind)]
+    pub fn send_corked(
+        &self,
+        ids: Vec<f64>,
+        agent: Option<String>,
+        host: Option<String>,
+        port: Option<u32>,
+        texts: Vec<String>,
+    ) -> Result<()> {
+        if ids.len() != texts.len() {
+            return Err(to_js(Error::InvalidArgument("one id for each message".into())));
+        }
+        let to = target(NativeTarget { agent, host, port, key: None, link: None }).map_err(to_js)?;
+        let messages = ids
+            .into_iter()
+            .zip(texts)
+            .map(|(id, text)| (text.into_bytes(), Done::queue(id as u64, self.results.clone())));
+        within_runtime_if_available(|| self.peer.send_corked(&to, messages));
+        Ok(())
+    }
+
     /// Write every message corked since the last call, one write per link.
     /// Returns the ids of the sends this wrote (the rest are reported to
     /// `onSent` as usual).

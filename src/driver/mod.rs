@@ -167,6 +167,17 @@ impl Peer {
         Sent::Pending
     }
 
+    /// `send_with`, corked, for several messages to one target in call order
+    /// (JavaScript gathers the sends of a turn and hands them over at once).
+    /// Each is reported to its `done` or written by the next `uncork`.
+    pub fn send_corked(&self, target: &Target, messages: impl IntoIterator<Item = (Vec<u8>, Done)>) {
+        let opts = SendOptions::default();
+        for (data, done) in messages {
+            // Corked, so never `Sent::Written` here: `done` hears, or `uncork` writes it.
+            self.send_with(target.clone(), data, opts.clone(), done, true);
+        }
+    }
+
     /// Write everything corked, one write per link. Returns the ids of the
     /// sends (reported by id) that this wrote; the rest are reported as usual.
     pub fn uncork(&self) -> Vec<u64> {
