@@ -41,7 +41,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use queue::Outgoing;
 use shared::Shared;
-use wire::Now;
+use wire::{Now, Wire};
 
 pub use crate::store::Store;
 pub use config::PeerConfig;
@@ -123,12 +123,26 @@ impl Peer {
     /// in the link's buffer for `uncork` instead (`Sent::Corked`), which
     /// writes everything corked in one go per link. Otherwise `done` hears
     /// later.
-    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, mut done: Done, cork: bool) -> Sent {
+    pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, done: Done, cork: bool) -> Sent {
+        let wire = self.shared.registry.in_use(&target, &opts);
+        self.send_on(wire.as_ref(), &target, data, &opts, done, cork)
+    }
+
+    /// `send_with` once the open link for `target` (if any) has been looked up.
+    fn send_on(
+        &self,
+        wire: Option<&Arc<Wire>>,
+        target: &Target,
+        data: Vec<u8>,
+        opts: &SendOptions,
+        mut done: Done,
+        cork: bool,
+    ) -> Sent {
         if let Err(e) = self.check_open().and_then(|()| self.shared.proto.check_outgoing(&data)) {
             done.complete(Err(e));
             return Sent::Pending;
         }
-        let (data, done_later) = match self.shared.registry.in_use(&target, &opts) {
+        let (data, done_later) = match wire {
             Some(wire) => match wire.send_now(data, done, cork, self.shared.cfg.high_water) {
                 Now::Written(done) => {
                     done.disarm();
@@ -137,7 +151,7 @@ impl Peer {
                 Now::Writing => return Sent::Pending,
                 Now::Corked { first } => {
                     if first {
-                        self.shared.corked.lock().unwrap_or_else(|p| p.into_inner()).push(wire);
+                        self.shared.corked.lock().unwrap_or_else(|p| p.into_inner()).push(wire.clone());
                     }
                     return Sent::Corked;
                 }
@@ -162,6 +176,7 @@ impl Peer {
                 return Sent::Pending;
             }
         }
+        let (target, opts) = (target.clone(), opts.clone());
         let dial = self.shared.registry.submit(Outgoing { data, done, target, opts, attempts: 0, cause: None });
         self.shared.start_dials(dial);
         Sent::Pending
@@ -172,9 +187,12 @@ impl Peer {
     /// Each is reported to its `done` or written by the next `uncork`.
     pub fn send_corked(&self, target: &Target, messages: impl IntoIterator<Item = (Vec<u8>, Done)>) {
         let opts = SendOptions::default();
+        // One look-up for them all: a link that closes meanwhile refuses
+        // them (`Now::Later`), and they take the queue, as they would one by one.
+        let wire = self.shared.registry.in_use(target, &opts);
         for (data, done) in messages {
             // Corked, so never `Sent::Written` here: `done` hears, or `uncork` writes it.
-            self.send_with(target.clone(), data, opts.clone(), done, true);
+            self.send_on(wire.as_ref(), target, data, &opts, done, true);
         }
     }
 
