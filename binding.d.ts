@@ -14,12 +14,14 @@ export declare class NativePeer {
    */
   send(id: number, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, data: string, extra: NativeSendExtra | undefined | null, cork: boolean): number
   /**
-   * Several sends to one address, corked (`send` with `cork`, no extra):
-   * the sends of one turn after its first, gathered by JavaScript into one
-   * call. Each is written by the next `uncork` (which returns its id) or
-   * reported to `onSent`. Throws only for bad arguments.
+   * Consecutive sends to one address, corked (`send` with `cork`, no
+   * extra): the sends of one turn after its first, gathered by JavaScript
+   * into one call. `texts` is their `count` JSON texts joined by line
+   * breaks (JSON text has none of its own), with ids `first` and on. Each
+   * is written by the next `uncork` (which returns its id) or reported to
+   * `onSent`. Throws only for bad arguments, before sending any.
    */
-  sendCorked(ids: Array<number>, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, texts: Array<string>): void
+  sendCorked(first: number, count: number, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, texts: string): void
   /**
    * Write every message corked since the last call, one write per link.
    * Returns the ids of the sends this wrote (the rest are reported to

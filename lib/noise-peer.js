@@ -259,10 +259,10 @@ class NoisePeer {
     } else if (target.key === undefined && target.link === undefined && options === undefined) {
       let run = this._batch[this._batch.length - 1]
       if (run === undefined || run.agent !== target.agent || run.host !== target.host || run.port !== target.port) {
-        run = { agent: target.agent, host: target.host, port: target.port, ids: [], texts: [] }
+        // A run is consecutive sends, so its ids are too: `first` and on.
+        run = { agent: target.agent, host: target.host, port: target.port, first: id, texts: [] }
         this._batch.push(run)
       }
-      run.ids.push(id)
       run.texts.push(text)
       this._corked = true
       this._batchText += text.length
@@ -304,10 +304,11 @@ class NoisePeer {
     this._batchText = 0
     for (const run of runs) {
       try {
-        this._native.sendCorked(run.ids, run.agent ?? null, run.host ?? null, run.port ?? null, run.texts)
+        // One text for the run: JSON text has no raw line breaks.
+        this._native.sendCorked(run.first, run.texts.length, run.agent ?? null, run.host ?? null, run.port ?? null, run.texts.join('\n'))
       } catch (err) {
         const { code, message } = fromNative(err)
-        this._sent([], run.ids.map((id) => ({ id, code, message })))
+        this._sent([], run.texts.map((_, i) => ({ id: run.first + i, code, message })))
       }
     }
   }

@@ -57,7 +57,7 @@ fn round_trip(data: &[u8]) {
         rx.set_native();
     }
     let overhead = 1 + if encrypted { TAG_LEN } else { 0 };
-    let frames = match tx.seal_message(message, native.then_some(limits)) {
+    let frames = match tx.seal_message_bodies(message, native.then_some(limits)) {
         Ok(f) => f,
         Err(e) => {
             assert!(native && message.len() > limits.max_message, "refused only beyond the peer's limit: {e:?}");

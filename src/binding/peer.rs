@@ -302,27 +302,29 @@ impl NativePeer {
         })
     }
 
-    /// Several sends to one address, corked (`send` with `cork`, no extra):
-    /// the sends of one turn after its first, gathered by JavaScript into one
-    /// call. Each is written by the next `uncork` (which returns its id) or
-    /// reported to `onSent`. Throws only for bad arguments.
+    /// Consecutive sends to one address, corked (`send` with `cork`, no
+    /// extra): the sends of one turn after its first, gathered by JavaScript
+    /// into one call. `texts` is their `count` JSON texts joined by line
+    /// breaks (JSON text has none of its own), with ids `first` and on. Each
+    /// is written by the next `uncork` (which returns its id) or reported to
+    /// `onSent`. Throws only for bad arguments, before sending any.
     #[napi(catch_unwind)]
     pub fn send_corked(
         &self,
-        ids: Vec<f64>,
+        first: f64,
+        count: u32,
         agent: Option<String>,
         host: Option<String>,
         port: Option<u32>,
-        texts: Vec<String>,
+        texts: String,
     ) -> Result<()> {
-        if ids.len() != texts.len() {
-            return Err(to_js(Error::InvalidArgument("one id for each message".into())));
+        if texts.split('\n').count() != count as usize {
+            return Err(to_js(Error::InvalidArgument(format!("{count} JSON texts, one per line, expected"))));
         }
         let to = target(NativeTarget { agent, host, port, key: None, link: None }).map_err(to_js)?;
-        let messages = ids
-            .into_iter()
-            .zip(texts)
-            .map(|(id, text)| (text.into_bytes(), Done::queue(id as u64, self.results.clone())));
+        let messages = (first as u64..)
+            .zip(texts.split('\n'))
+            .map(|(id, text)| (text.as_bytes().to_vec(), Done::queue(id, self.results.clone())));
         within_runtime_if_available(|| self.peer.send_corked(&to, messages));
         Ok(())
     }

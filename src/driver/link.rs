@@ -242,10 +242,7 @@ impl LinkTask {
         while st.conn.can_send() && st.wbuf.len() < self.shared.cfg.high_water {
             let Some(cmd) = st.cmds.pop_front() else { break };
             match cmd {
-                Cmd::Send(out) => match st.conn.send(Instant::now().into_std(), &out.data) {
-                    Ok(frames) => st.queue_message(&frames, out.done),
-                    Err(e) => out.done.complete(Err(e)),
-                },
+                Cmd::Send(out) => st.queue_message(&out.data, out.done),
                 Cmd::Connect(w) => {
                     let _ = w.done.send(self.info.clone().filter(|_| self.opened).ok_or(Error::ConnectionClosed));
                 }

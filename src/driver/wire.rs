@@ -126,13 +126,9 @@ impl Wire {
         if st.retired || !st.cmds.is_empty() || st.wbuf.len() >= high_water || !st.conn.can_send() {
             return Now::Later(data, done);
         }
-        let frames = match st.conn.send(Instant::now().into_std(), &data) {
-            Ok(frames) => frames,
-            Err(e) => return Now::Failed(e, done),
-        };
         let behind = !st.wbuf.is_empty();
-        for f in &frames {
-            st.queue_frame(f);
+        if let Err(e) = st.seal_message(&data) {
+            return Now::Failed(e, done);
         }
         let end = st.written + st.wbuf.len() as u64;
         if cork || behind {
@@ -222,13 +218,25 @@ impl WireState {
         frame::encode_into(&mut self.wbuf, body);
     }
 
-    /// Frame a message's bodies; `done` is settled once they are written.
-    pub fn queue_message(&mut self, frames: &[Vec<u8>], done: Done) {
-        for f in frames {
-            self.queue_frame(f);
+    /// Encrypt and frame one application message into the write buffer.
+    pub fn seal_message(&mut self, data: &[u8]) -> crate::Result<()> {
+        let (was_empty, now) = (self.wbuf.is_empty(), Instant::now());
+        self.conn.send_into(now.into_std(), data, &mut self.wbuf)?;
+        if was_empty && !self.wbuf.is_empty() {
+            self.stalled_since = Some(now);
         }
-        let end = self.written + self.wbuf.len() as u64;
-        self.inflight.push_back(Inflight { end, done });
+        Ok(())
+    }
+
+    /// `seal_message`; `done` is settled once its frames are written.
+    pub fn queue_message(&mut self, data: &[u8], done: Done) {
+        match self.seal_message(data) {
+            Ok(()) => {
+                let end = self.written + self.wbuf.len() as u64;
+                self.inflight.push_back(Inflight { end, done });
+            }
+            Err(e) => done.complete(Err(e)),
+        }
     }
 
     /// What this link has carried so far.

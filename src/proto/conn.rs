@@ -242,21 +242,29 @@ impl Connection {
         let _ = self.step(|state, cx| Ok(state.close(cx, now)));
     }
 
-    /// Encrypt one application message into frame bodies for the socket. Only
-    /// an open link sends; the driver queues messages until then.
-    pub fn send(&mut self, now: Instant, message: &[u8]) -> Result<Vec<Vec<u8>>> {
+    /// Encrypt one application message into frames for the socket, appended
+    /// to `out` (the write buffer; nothing is appended on an error). Only an
+    /// open link sends; the driver queues messages until then.
+    pub fn send_into(&mut self, now: Instant, message: &[u8], out: &mut bytes::BytesMut) -> Result<()> {
         self.cx.cfg.check_outgoing(message)?;
         let (State::Open(link) | State::Unconfirmed(link)) = &mut self.state else {
             return Err(Error::ConnectionClosed);
         };
-        let frames = link.seal(message)?;
+        link.seal(message, out)?;
         if link.peer().native {
             self.cx.sent(now);
         } else {
             // No keepalives to a JavaScript node (docs/PROTOCOL.md §5a).
             self.cx.touch(now);
         }
-        Ok(frames)
+        Ok(())
+    }
+
+    /// `send_into`, as frame bodies (without their length prefixes).
+    pub fn send(&mut self, now: Instant, message: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut framed = bytes::BytesMut::new();
+        self.send_into(now, message, &mut framed)?;
+        Ok(super::frame::bodies(framed))
     }
 
     // ---- output ---------------------------------------------------------------

@@ -110,6 +110,16 @@ pub fn decode(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>> {
     Ok(Some(buf.split_to(len).freeze()))
 }
 
+/// The bodies of whole frames laid end to end (what we framed ourselves).
+pub fn bodies(mut framed: BytesMut) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    // No limit, so no error: a frame cut short ends the list.
+    while let Ok(Some(body)) = decode(&mut framed, usize::MAX) {
+        out.push(body.to_vec());
+    }
+    out
+}
+
 /// How many more bytes the frame at the front of `buf` needs (at least 1,
 /// for the prefix), so a reader asks for no more than the frame it reads.
 pub fn wanted(buf: &[u8]) -> usize {

@@ -41,10 +41,10 @@ impl Link {
         &self.peer
     }
 
-    pub fn seal(&mut self, message: &[u8]) -> Result<Vec<Vec<u8>>> {
+    pub fn seal(&mut self, message: &[u8], out: &mut bytes::BytesMut) -> Result<()> {
         // A native peer that named no limits takes the protocol's defaults.
         let native = self.peer.native.then(|| self.limits.unwrap_or_else(default_limits));
-        self.transport.seal_message(message, native)
+        self.transport.seal_message(message, native, out)
     }
 
     /// An empty `T`: a native keepalive, delivered to nobody.

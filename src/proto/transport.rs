@@ -17,7 +17,9 @@
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
-use super::frame::{Letter, MAX_NOISE_MESSAGE, TAG_LEN};
+use bytes::{BufMut, BytesMut};
+
+use super::frame::{Letter, MAX_NOISE_MESSAGE, PREFIX, TAG_LEN};
 use crate::error::{Error, Result};
 
 /// One direction's cipher and its nonce counter.
@@ -108,19 +110,40 @@ impl Transport {
 
     /// Encrypt one piece into a frame body that starts with `letter`.
     pub fn seal(&mut self, letter: Letter, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut framed = BytesMut::new();
+        self.seal_framed(letter, plaintext, &mut framed)?;
+        Ok(framed.split_off(PREFIX).to_vec())
+    }
+
+    /// `seal`, appended to `out` as a whole frame (length prefix and body),
+    /// encrypted where it lies: the message path's one copy. On an error
+    /// `out` is as it was.
+    fn seal_framed(&mut self, letter: Letter, plaintext: &[u8], out: &mut BytesMut) -> Result<()> {
         let (ad, ad_len) = self.ad(letter);
-        let mut body = Vec::with_capacity(1 + plaintext.len() + TAG_LEN);
-        body.push(letter.byte());
-        body.extend_from_slice(plaintext);
+        let tag_len = if self.ciphers.is_some() { TAG_LEN } else { 0 };
+        let body_len = 1 + plaintext.len() + tag_len;
+        let start = out.len();
+        out.reserve(PREFIX + body_len);
+        // A body never exceeds u32::MAX: the largest is a piece within the
+        // frame limit (at most u32::MAX - 1 - TAG_LEN) plus a letter and a tag.
+        out.put_u32(u32::try_from(body_len).unwrap_or(u32::MAX));
+        out.put_u8(letter.byte());
+        out.extend_from_slice(plaintext);
         if let Some((send, _)) = self.ciphers.as_mut() {
-            let nonce = send.next_nonce()?;
-            let tag = send
-                .aead
-                .seal_in_place_separate_tag(nonce, Aad::from(&ad[..ad_len]), &mut body[1..])
-                .map_err(|_| Error::Internal("encryption failed".into()))?;
-            body.extend_from_slice(tag.as_ref());
+            let sealed = send.next_nonce().and_then(|nonce| {
+                send.aead
+                    .seal_in_place_separate_tag(nonce, Aad::from(&ad[..ad_len]), &mut out[start + PREFIX + 1..])
+                    .map_err(|_| Error::Internal("encryption failed".into()))
+            });
+            match sealed {
+                Ok(tag) => out.extend_from_slice(tag.as_ref()),
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
         }
-        Ok(body)
+        Ok(())
     }
 
     /// Decrypt one transport message (the frame body after its `letter`).
@@ -141,19 +164,36 @@ impl Transport {
     /// before anything is written. A JavaScript peer cannot parse `F`, and its
     /// Noise library takes an oversized message, so it gets one `T` of any
     /// size (docs/PROTOCOL.md §9).
-    pub fn seal_message(&mut self, message: &[u8], native_peer: Option<Limits>) -> Result<Vec<Vec<u8>>> {
-        let Some(limits) = native_peer else { return Ok(vec![self.seal(Letter::T, message)?]) };
+    ///
+    /// The frames (length prefix and body each) are appended to `out`; on an
+    /// error nothing is.
+    pub fn seal_message(&mut self, message: &[u8], native_peer: Option<Limits>, out: &mut BytesMut) -> Result<()> {
+        let Some(limits) = native_peer else { return self.seal_framed(Letter::T, message, out) };
         if message.len() > limits.max_message {
             return Err(Error::MessageTooLarge { max: limits.max_message });
         }
         let overhead = 1 + if self.ciphers.is_some() { TAG_LEN } else { 0 };
         let piece = self.max_piece().min(limits.max_frame.saturating_sub(overhead)).max(1);
         if message.len() <= piece {
-            return Ok(vec![self.seal(Letter::T, message)?]);
+            return self.seal_framed(Letter::T, message, out);
         }
-        let pieces: Vec<&[u8]> = message.chunks(piece).collect();
-        let last = pieces.len() - 1;
-        pieces.iter().enumerate().map(|(i, p)| self.seal(if i == last { Letter::T } else { Letter::F }, p)).collect()
+        let start = out.len();
+        let mut pieces = message.chunks(piece).peekable();
+        while let Some(p) = pieces.next() {
+            let letter = if pieces.peek().is_none() { Letter::T } else { Letter::F };
+            if let Err(e) = self.seal_framed(letter, p, out) {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// `seal_message`, as frame bodies (without their length prefixes).
+    pub fn seal_message_bodies(&mut self, message: &[u8], native_peer: Option<Limits>) -> Result<Vec<Vec<u8>>> {
+        let mut framed = BytesMut::new();
+        self.seal_message(message, native_peer, &mut framed)?;
+        Ok(super::frame::bodies(framed))
     }
 }
 
@@ -244,10 +284,24 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_fails_midway_leaves_the_write_buffer_as_it_was() {
+        // The nonce runs out after the first of three pieces: the frames
+        // already queued stay, and no piece of the failed message follows.
+        let (mut x, _) = native_pair();
+        let mut out = BytesMut::new();
+        x.seal_message(b"before", Some(DEFAULTS), &mut out).unwrap();
+        let before = out.clone();
+        x.ciphers.as_mut().unwrap().0.nonce = u64::MAX - 1;
+        let err = x.seal_message(&vec![b'a'; 150_000], Some(DEFAULTS), &mut out);
+        assert_eq!(err, Err(Error::Internal("transport nonces exhausted".into())));
+        assert_eq!(out, before);
+    }
+
+    #[test]
     fn long_messages_fragment_for_native_peers_only() {
         let (mut x, mut y) = native_pair();
         let msg = vec![b'a'; 150_000];
-        let frames = x.seal_message(&msg, Some(DEFAULTS)).unwrap();
+        let frames = x.seal_message_bodies(&msg, Some(DEFAULTS)).unwrap();
         let letters: Vec<u8> = frames.iter().map(|f| f[0]).collect();
         assert_eq!(letters, b"FFT");
         assert!(frames.iter().all(|f| f.len() <= MAX_NOISE_MESSAGE + 1));
@@ -258,7 +312,7 @@ mod tests {
             whole = r.push(y.open(letter, &f[1..]).unwrap(), letter == Letter::T, 1 << 20).unwrap();
         }
         assert_eq!(whole.unwrap(), msg);
-        let legacy = pair().0.seal_message(&msg, None).unwrap();
+        let legacy = pair().0.seal_message_bodies(&msg, None).unwrap();
         assert_eq!(legacy.len(), 1, "a JavaScript node gets one oversized T");
     }
 
@@ -266,10 +320,13 @@ mod tests {
     fn fragments_fit_the_peers_frame_limit_and_its_message_limit_is_kept_here() {
         let (mut x, _) = native_pair();
         let small = Limits { max_message: 10_000, max_frame: 1024 };
-        let frames = x.seal_message(&vec![b'a'; 5000], Some(small)).unwrap();
+        let frames = x.seal_message_bodies(&vec![b'a'; 5000], Some(small)).unwrap();
         assert!(frames.iter().all(|f| f.len() <= 1024), "{:?}", frames.iter().map(Vec::len).collect::<Vec<_>>());
         assert_eq!(frames.len(), 5);
-        assert_eq!(x.seal_message(&vec![b'a'; 10_001], Some(small)), Err(Error::MessageTooLarge { max: 10_000 }));
+        assert_eq!(
+            x.seal_message_bodies(&vec![b'a'; 10_001], Some(small)),
+            Err(Error::MessageTooLarge { max: 10_000 })
+        );
     }
 
     #[test]
