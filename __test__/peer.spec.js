@@ -214,6 +214,19 @@ for (const encrypt of [true, false]) {
       assert.strictEqual(plain.received.length, 0)
     })
 
+    it('rejects a message that serializes to no JSON object, first in a turn or later', async () => {
+      const a = await world.peer({ encrypt })
+      const b = await world.peer({ encrypt })
+      for (const bad of [{ toJSON: () => undefined }, { toJSON: () => 'text' }]) {
+        const alone = await rejection(a.send(b.addr, bad))
+        assert.strictEqual(alone.code, 'ERR_INVALID_ARGUMENT')
+        const [ok, later] = await Promise.allSettled([a.send(b.addr, { n: 1 }), a.send(b.addr, bad)])
+        assert.strictEqual(ok.status, 'fulfilled')
+        assert.strictEqual(later.reason.code, 'ERR_INVALID_ARGUMENT')
+      }
+      await waitFor(() => b.received.length === 2, 'the good messages')
+    })
+
     it('rejects sends after close() with ERR_CLOSED', async () => {
       const a = await world.peer({ encrypt })
       const b = await world.peer({ encrypt })

@@ -245,6 +245,8 @@ class NoisePeer {
         throw invalid('a message must be a plain object')
       }
       text = JSON.stringify(message)
+      // A toJSON() that returns undefined leaves no text at all.
+      if (typeof text !== 'string') throw invalid('a message must serialize to a JSON object')
       options = toSendOptions(opts)
     } catch (err) {
       return Promise.reject(err)
