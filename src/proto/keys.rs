@@ -101,13 +101,54 @@ pub fn agent_key(agent: &str) -> Option<Key> {
 /// calls `crypto_sign_ed25519_pk_to_curve25519`); `None` when the bytes are
 /// not the canonical encoding of a point, or the point is of small order.
 pub fn ed25519_to_x25519(ed: &[u8; 32]) -> Option<Key> {
-    let compressed = CompressedEdwardsY(*ed);
-    let point = compressed.decompress()?;
-    if point.compress() != compressed || point.is_small_order() {
-        return None;
+    match classified(ed) {
+        EdKey::Key(key) => Some(key),
+        _ => None,
     }
-    Some(point.to_montgomery().to_bytes())
 }
+
+/// What 32 bytes are as an Ed25519 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EdKey {
+    /// Not a point: the id of a plain X25519 key, or nothing.
+    NotAPoint,
+    NotCanonical,
+    SmallOrder,
+    /// A usable key, and its X25519 form.
+    Key(Key),
+}
+
+fn classify(ed: &[u8; 32]) -> EdKey {
+    let compressed = CompressedEdwardsY(*ed);
+    match compressed.decompress() {
+        None => EdKey::NotAPoint,
+        Some(p) if p.compress() != compressed => EdKey::NotCanonical,
+        Some(p) if p.is_small_order() => EdKey::SmallOrder,
+        Some(p) => EdKey::Key(p.to_montgomery().to_bytes()),
+    }
+}
+
+/// `classify`, remembered for the last few thousand keys: decompressing a
+/// point costs a square root (about 10 µs), and each new link asked it up to
+/// three times for the same partner (the id check, the key lookup, and the
+/// application's own `agentKey`). A pure function, so the memo changes no
+/// answer; bounded, so ids from strangers only push older ones out.
+fn classified(ed: &[u8; 32]) -> EdKey {
+    static MEMO: once_cell::sync::Lazy<std::sync::Mutex<lru::LruCache<[u8; 32], EdKey>>> =
+        once_cell::sync::Lazy::new(|| std::sync::Mutex::new(lru::LruCache::new(MEMO_SIZE)));
+    // A poisoned memo is still a correct memo (entries are inserted whole).
+    if let Some(known) = MEMO.lock().unwrap_or_else(|p| p.into_inner()).get(ed) {
+        return *known;
+    }
+    let answer = classify(ed);
+    MEMO.lock().unwrap_or_else(|p| p.into_inner()).put(*ed, answer);
+    answer
+}
+
+const MEMO_SIZE: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4096) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 
 /// True for an X25519 key of small order: every Diffie-Hellman result with
 /// it is zero, so a handshake with it proves nothing. A clamped scalar is a
@@ -136,12 +177,10 @@ pub fn check_agent_id(agent: &str) -> Result<(), &'static str> {
     if decode(agent).is_none() {
         return Err("not the canonical spelling of its 32 bytes (no padding, zero trailing bits)");
     }
-    let compressed = CompressedEdwardsY(ed);
-    match compressed.decompress() {
-        None => Ok(()), // not a point: the id of a plain X25519 key
-        Some(p) if p.compress() != compressed => Err("not the canonical encoding of its Ed25519 point"),
-        Some(p) if p.is_small_order() => Err("an Ed25519 point of small order"),
-        Some(_) => Ok(()),
+    match classified(&ed) {
+        EdKey::NotAPoint | EdKey::Key(_) => Ok(()), // not a point: the id of a plain X25519 key
+        EdKey::NotCanonical => Err("not the canonical encoding of its Ed25519 point"),
+        EdKey::SmallOrder => Err("an Ed25519 point of small order"),
     }
 }
 
@@ -315,5 +354,26 @@ mod tests {
     fn rejects_ids_that_are_not_ed25519_points() {
         assert_eq!(agent_key("not base64!"), None);
         assert_eq!(agent_key(&encode(&[1u8; 31])), None);
+    }
+
+    #[test]
+    fn the_memo_answers_as_the_computation_does() {
+        // Keys, points of small order, non-canonical y, and bytes that are no
+        // point, each asked twice (the second answer comes from the memo).
+        let mut inputs: Vec<[u8; 32]> =
+            (0..64u8).map(|i| decode(&Identity::from_seed(&[i; 32]).agent).unwrap().try_into().unwrap()).collect();
+        inputs.extend(curve25519_dalek::constants::EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()));
+        let mut y = [0xffu8; 32];
+        y[31] = 0x7f; // y = 2^255 - 1, above the field prime
+        inputs.push(y);
+        inputs.extend((0..64u8).map(|i| [i.wrapping_mul(37); 32]));
+        let kinds: std::collections::HashSet<_> =
+            inputs.iter().map(|ed| std::mem::discriminant(&classify(ed))).collect();
+        assert_eq!(kinds.len(), 4, "every kind of answer is covered");
+        for _ in 0..2 {
+            for ed in &inputs {
+                assert_eq!(classified(ed), classify(ed));
+            }
+        }
     }
 }
