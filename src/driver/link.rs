@@ -110,6 +110,7 @@ pub(crate) async fn run(shared: Arc<Shared>, new: NewLink, wire: Arc<Wire>, orig
         opened: false,
         close_reason: None,
         fin_sent: false,
+        fin_queued: false,
     };
     let outcome = task.drive(&cancel, &evicted).await;
     task.settle(outcome).await;
@@ -134,7 +135,11 @@ struct LinkTask {
     /// The link opened (for a responder: was confirmed).
     opened: bool,
     close_reason: Option<CloseReason>,
+    /// We tried to end our stream (shutdown of the write half) ...
     fin_sent: bool,
+    /// ... and the kernel took the FIN: it counts in the send queue until
+    /// acknowledged (`sendq::data_acknowledged`).
+    fin_queued: bool,
 }
 
 /// What the loop waits for this time round, decided under the wire's lock.
@@ -161,7 +166,7 @@ impl LinkTask {
                 // and keep reading until the other side's end.
                 if st.conn.is_draining() && st.wbuf.is_empty() && !self.fin_sent {
                     self.fin_sent = true;
-                    let _ = socket2::SockRef::from(&wire.stream).shutdown(std::net::Shutdown::Write);
+                    self.fin_queued = socket2::SockRef::from(&wire.stream).shutdown(std::net::Shutdown::Write).is_ok();
                 }
                 Plan {
                     closed: st.conn.is_closed(),
@@ -490,13 +495,13 @@ impl LinkTask {
             if outcome.is_ok() || !self.opened { self.flush().await } else { self.wire.lock().wbuf.is_empty() };
         if flushed && !self.fin_sent {
             self.fin_sent = true;
-            let _ = socket2::SockRef::from(&self.wire.stream).shutdown(std::net::Shutdown::Write);
+            self.fin_queued = socket2::SockRef::from(&self.wire.stream).shutdown(std::net::Shutdown::Write).is_ok();
         }
         // Handed to the kernel is not yet received: after an orderly end,
         // wait (bounded by drainTimeout) until the other side's TCP has
         // acknowledged everything, or the close is not clean.
-        let acknowledged =
-            !(outcome.is_ok() && flushed) || acknowledged(&self.wire.stream, self.shared.proto.drain_timeout).await;
+        let acknowledged = !(outcome.is_ok() && flushed)
+            || acknowledged(&self.wire.stream, self.shared.proto.drain_timeout, self.fin_queued).await;
         let flushed = flushed && acknowledged;
         let failure = outcome.clone().err().unwrap_or(Error::ConnectionClosed);
         let inflight: Vec<_> = self.wire.lock().inflight.drain(..).collect();
@@ -547,17 +552,19 @@ impl LinkTask {
     }
 }
 
-/// True once the socket's send queue is empty (everything written was
-/// acknowledged by the other side's TCP), false if it is not within `bound`;
-/// true where the platform cannot tell.
-async fn acknowledged(stream: &tokio::net::TcpStream, bound: Duration) -> bool {
+/// True once the other side's TCP has acknowledged every byte of data
+/// written (our own FIN, when `fin_queued`, need not be), false if not within
+/// `bound`; true where the platform cannot tell.
+async fn acknowledged(stream: &tokio::net::TcpStream, bound: Duration, fin_queued: bool) -> bool {
     let until = Instant::now() + bound;
     loop {
-        match crate::sendq::unacknowledged(stream) {
-            None | Some(0) => return true,
-            Some(_) if Instant::now() >= until => return false,
-            Some(_) => tokio::time::sleep(ACK_POLL).await,
+        if crate::sendq::data_acknowledged(crate::sendq::unacknowledged(stream), fin_queued) {
+            return true;
         }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(ACK_POLL).await;
     }
 }
 
