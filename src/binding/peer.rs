@@ -348,7 +348,8 @@ impl NativePeer {
     /// Close, in order, the links to an agent; returns how many.
     #[napi(catch_unwind)]
     pub fn end(&self, agent: String) -> u32 {
-        u32::try_from(self.peer.end(&agent)).unwrap_or(u32::MAX)
+        // In the runtime: messages queued on the ended links may dial another.
+        u32::try_from(within_runtime_if_available(|| self.peer.end(&agent))).unwrap_or(u32::MAX)
     }
 
     /// Stop listening and close every link.

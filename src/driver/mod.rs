@@ -218,7 +218,9 @@ impl Peer {
 
     /// Close, in order, every link to `agent`. Returns how many were open.
     pub fn end(&self, agent: &str) -> usize {
-        self.shared.registry.end_agent(agent)
+        let (n, dials) = self.shared.registry.end_agent(agent);
+        self.shared.start_dials(dials);
+        n
     }
 
     /// Stop listening, close every link, and wait for the tasks. Every wait

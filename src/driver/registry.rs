@@ -254,23 +254,7 @@ impl Registry {
             }
             None => VecDeque::new(),
         };
-        for cmd in cmds {
-            match (cmd, &outcome) {
-                (Cmd::Send(mut out), Retire::Requeue { cause })
-                    if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() =>
-                {
-                    out.attempts += 1;
-                    out.cause = cause.clone();
-                    inner.submit(&self.shutdown, *out, &mut dials);
-                }
-                (Cmd::Connect(w), Retire::Requeue { .. }) if w.target.link.is_none() => {
-                    let Waiter { done, target, opts } = *w;
-                    inner.connect(&self.shutdown, target, opts, done, &mut dials);
-                }
-                (cmd, Retire::Requeue { cause }) => cmd.reject(cause.as_ref().unwrap_or(&Error::ConnectionClosed)),
-                (cmd, Retire::Reject(err)) => cmd.reject(err),
-            }
-        }
+        inner.settle(&self.shutdown, cmds, &outcome, &mut dials);
         dials
     }
 
@@ -285,18 +269,41 @@ impl Registry {
     /// Start an orderly close of every link to `agent`. The links keep their
     /// route until they retire, so what is sent meanwhile queues behind the
     /// messages already on them and moves, in order, to the next link.
-    pub fn end_agent(&self, agent: &str) -> usize {
-        let inner = self.lock();
+    ///
+    /// An open link takes nothing new from this moment: a send after `end`
+    /// goes to another link, behind the messages that were queued on this
+    /// one and not yet encrypted, which move now, in order, as its close
+    /// would move them. (What it already encrypted, it still writes.)
+    /// Returns how many links there were, and the dials to start.
+    pub(crate) fn end_agent(&self, agent: &str) -> (usize, Vec<DialOrder>) {
+        let mut inner = self.lock();
+        let ids: Vec<u64> = [false, true]
+            .into_iter()
+            .flat_map(|anonymous| inner.routes.get(&Route { agent: agent.to_owned(), anonymous }).cloned())
+            .flatten()
+            .collect();
+        let mut dials = Vec::new();
         let mut n = 0;
-        for anonymous in [false, true] {
-            for id in inner.routes.get(&Route { agent: agent.to_owned(), anonymous }).into_iter().flatten() {
-                if let Some(e) = inner.links.get(id) {
-                    e.cancel.cancel();
-                    n += 1;
-                }
+        for id in ids {
+            let Some(entry) = inner.links.get_mut(&id) else { continue };
+            entry.cancel.cancel();
+            n += 1;
+            if entry.phase != Phase::Open {
+                continue; // still opening: it ends, and what waits for it with it
             }
+            entry.phase = Phase::Closing;
+            let cmds = match &mut entry.mailbox {
+                Mailbox::Waiting(queued) => std::mem::take(queued),
+                Mailbox::Live(wire) => {
+                    let mut st = wire.lock();
+                    st.retired = true;
+                    std::mem::take(&mut st.cmds)
+                }
+            };
+            inner.unroute(id);
+            inner.settle(&self.shutdown, cmds, &Retire::Requeue { cause: None }, &mut dials);
         }
-        n
+        (n, dials)
     }
 
     /// Open links with what each has carried, and how many of ours are
@@ -400,6 +407,34 @@ impl Inner {
             }
             Some(Mailbox::Live(wire)) => wire.push(cmd),
             None => Err(cmd),
+        }
+    }
+
+    /// What was queued on a link that takes nothing more: to another link
+    /// (`Requeue`, within the attempts allowed), or rejected.
+    fn settle(
+        &mut self,
+        shutdown: &CancellationToken,
+        cmds: VecDeque<Cmd>,
+        outcome: &Retire,
+        dials: &mut Vec<DialOrder>,
+    ) {
+        for cmd in cmds {
+            match (cmd, outcome) {
+                (Cmd::Send(mut out), Retire::Requeue { cause })
+                    if out.attempts + 1 < MAX_ATTEMPTS && out.target.link.is_none() =>
+                {
+                    out.attempts += 1;
+                    out.cause = cause.clone();
+                    self.submit(shutdown, *out, dials);
+                }
+                (Cmd::Connect(w), Retire::Requeue { .. }) if w.target.link.is_none() => {
+                    let Waiter { done, target, opts } = *w;
+                    self.connect(shutdown, target, opts, done, dials);
+                }
+                (cmd, Retire::Requeue { cause }) => cmd.reject(cause.as_ref().unwrap_or(&Error::ConnectionClosed)),
+                (cmd, Retire::Reject(err)) => cmd.reject(err),
+            }
         }
     }
 

@@ -319,7 +319,7 @@ fn referee_queries_and_partner_messages_use_separate_links() {
 fn after_shutdown_every_send_is_closed_and_end_agent_cancels_links() {
     let (reg, shutdown) = registry();
     let a = open_inbound(&reg);
-    assert_eq!(reg.end_agent(AGENT), 1);
+    assert_eq!(reg.end_agent(AGENT).0, 1);
     assert!(a.cancel.is_cancelled());
     shutdown.cancel();
     let (m, mut r) = message(1, dialable());
@@ -335,4 +335,28 @@ fn a_message_handed_back_with_nowhere_to_go_fails_as_closed_not_as_a_bad_argumen
     assert!(reg.submit(m).is_none());
     assert!(reg.retire(a.id, Retire::Requeue { cause: None }).is_empty());
     assert_eq!(result(&mut r), Some(Err(Error::ConnectionClosed)));
+}
+
+#[test]
+fn an_ended_link_hands_its_queue_to_the_next_link_ahead_of_later_sends() {
+    let (reg, _) = registry();
+    let a = open_inbound(&reg);
+    // Two messages wait on the open link (its task has not encrypted them yet).
+    let (m1, _) = message(1, dialable());
+    let (m2, _) = message(2, dialable());
+    assert!(reg.submit(m1).is_none());
+    assert!(reg.submit(m2).is_none());
+    let (n, mut dials) = reg.end_agent(AGENT);
+    assert_eq!(n, 1);
+    assert!(a.cancel.is_cancelled());
+    assert!(queued(&a).is_empty(), "nothing is left on the ended link");
+    let Some(DialOrder { link, .. }) = dials.pop() else { panic!("a dial for what waited") };
+    assert!(dials.is_empty());
+    // A send after end() goes behind them, on the new link, not on the old one.
+    let (m3, _) = message(3, dialable());
+    assert!(reg.submit(m3).is_none(), "no second dial");
+    let b = dialled(&reg, link);
+    let n = |k: u32| format!(r#"{{"n":{k}}}"#);
+    assert_eq!(queued(&b), vec![(n(1), 1), (n(2), 1), (n(3), 0)]);
+    assert!(a.wire.push(Cmd::Send(Box::new(message(4, dialable()).0))).is_err(), "the ended link takes nothing");
 }
