@@ -103,7 +103,7 @@ class NoisePeer {
     this._turn = false
     this._corked = false
     // The turn's later sends without options, not yet in Rust: runs of sends
-    // to one address, in call order ({ agent, host, port, ids, texts }). Each
+    // to one address, in call order ({ agent, host, port, first, texts }). Each
     // run crosses in one call; anything else that could be ordered after
     // them (a send with options, connect, end, close) hands them over first.
     this._batch = []

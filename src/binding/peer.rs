@@ -318,12 +318,13 @@ impl NativePeer {
         port: Option<u32>,
         texts: String,
     ) -> Result<()> {
-        if texts.split('\n').count() != count as usize {
+        let texts: Vec<&str> = texts.split('\n').collect();
+        if texts.len() != count as usize {
             return Err(to_js(Error::InvalidArgument(format!("{count} JSON texts, one per line, expected"))));
         }
         let to = target(NativeTarget { agent, host, port, key: None, link: None }).map_err(to_js)?;
         let messages = (first as u64..)
-            .zip(texts.split('\n'))
+            .zip(texts)
             .map(|(id, text)| (text.as_bytes().to_vec(), Done::queue(id, self.results.clone())));
         within_runtime_if_available(|| self.peer.send_corked(&to, messages));
         Ok(())
