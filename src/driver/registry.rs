@@ -266,9 +266,7 @@ impl Registry {
         }
     }
 
-    /// Start an orderly close of every link to `agent`. The links keep their
-    /// route until they retire, so what is sent meanwhile queues behind the
-    /// messages already on them and moves, in order, to the next link.
+    /// Start an orderly close of every link to `agent`.
     ///
     /// An open link takes nothing new from this moment: a send after `end`
     /// goes to another link, behind the messages that were queued on this
@@ -279,8 +277,9 @@ impl Registry {
         let mut inner = self.lock();
         let ids: Vec<u64> = [false, true]
             .into_iter()
-            .flat_map(|anonymous| inner.routes.get(&Route { agent: agent.to_owned(), anonymous }).cloned())
+            .filter_map(|anonymous| inner.routes.get(&Route { agent: agent.to_owned(), anonymous }))
             .flatten()
+            .copied()
             .collect();
         let mut dials = Vec::new();
         let mut n = 0;

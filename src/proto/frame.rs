@@ -148,10 +148,15 @@ pub fn is_complete(buf: &[u8]) -> bool {
 /// Append one frame (length prefix, then `body`) to `out`.
 pub fn encode_into(out: &mut BytesMut, body: &[u8]) {
     out.reserve(PREFIX + body.len());
+    put_prefix(out, body.len());
+    out.extend_from_slice(body);
+}
+
+/// Append the length prefix of a body of `len` bytes (the body follows).
+pub fn put_prefix(out: &mut BytesMut, len: usize) {
     // A body never exceeds u32::MAX: the largest we build is the configured
     // maximum message size (at most u32::MAX - 1 - TAG_LEN) plus a letter and a tag.
-    out.put_u32(u32::try_from(body.len()).unwrap_or(u32::MAX));
-    out.extend_from_slice(body);
+    out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
 }
 
 /// Encode a body with its length prefix (for tests and tools that write raw bytes).

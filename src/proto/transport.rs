@@ -124,9 +124,7 @@ impl Transport {
         let body_len = 1 + plaintext.len() + tag_len;
         let start = out.len();
         out.reserve(PREFIX + body_len);
-        // A body never exceeds u32::MAX: the largest is a piece within the
-        // frame limit (at most u32::MAX - 1 - TAG_LEN) plus a letter and a tag.
-        out.put_u32(u32::try_from(body_len).unwrap_or(u32::MAX));
+        super::frame::put_prefix(out, body_len);
         out.put_u8(letter.byte());
         out.extend_from_slice(plaintext);
         if let Some((send, _)) = self.ciphers.as_mut() {
