@@ -54,6 +54,14 @@ export declare class NativePeer {
 export declare function __dhRate(ms: number): Array<number>
 
 /**
+ * Resolves at once from a task on the runtime: a call from JavaScript to a
+ * tokio thread and back, which is the crossing every received message makes
+ * (a tokio thread reads it, the JavaScript thread handles it). The benchmark
+ * times it to estimate the least round trip the design allows.
+ */
+export declare function __echo(): Promise<void>
+
+/**
  * Test hook: panic in Rust, synchronously (`"sync"`) or inside a promise
  * (`"async"`), to prove a panic becomes a JavaScript error instead of
  * aborting Node. Inert unless MYCHIPS_NOISE_TEST_HOOKS=1.

@@ -157,4 +157,13 @@ function memory ({ tk, counts, batch, size, ms, onStep, readings = {} }) {
   })
 }
 
-module.exports = { throughput, rtt, links, memory }
+// Inputs of the bounds (bounds.js), in a fresh process with nothing else
+// running: the JSON rates of the messages, and the crossing's latency.
+function floors ({ sizes, ms, crossings }) {
+  return withChildren(['floors'], LIFETIME, async ([c]) => ({
+    json: await c.call('jsonRate', { sizes, ms }, sizes.length * 2 * ms + 10000),
+    crossing: await c.call('crossing', { count: crossings, warmup: Math.ceil(crossings / 10) }, 60000)
+  }))
+}
+
+module.exports = { throughput, rtt, links, memory, floors }

@@ -80,10 +80,33 @@ function targetsText (targets) {
     const want = `${t.op} ${t.unit === '×' ? ratio(t.threshold) : t.threshold + ' ' + t.unit}`
     const got = t.ratio == null ? 'n/a' : t.unit === '×' ? ratio(t.ratio) : `${sig(t.ratio)} ${t.unit}`
     out.push(`    ${pad(t.text, 58)}${pad(t.measured || '', 28)}${pad(`${got} (want ${want})`, 28)}${outcome(t)}`.trimEnd())
+    const b = t.bound
+    if (b && b.beyond && t.met === false) {
+      out.push(`      beyond this design here: wants ${fmt(b.unit, b.need)}, at best ${fmt(b.unit, b.best)} (${b.why})`)
+    }
   }
   const met = targets.filter((t) => t.met === true).length
   const unknown = targets.filter((t) => t.met == null).length
-  out.push(`  ${met} of ${targets.length} met${unknown ? `, ${unknown} not measured` : ''}`)
+  const beyond = targets.filter((t) => t.met === false && t.bound && t.bound.beyond).length
+  const notMet = targets.filter((t) => t.met === false).length
+  out.push(`  ${met} of ${targets.length} met${unknown ? `, ${unknown} not measured` : ''}${notMet ? `; ${beyond} of the ${notMet} not met ask for more than the bounds allow` : ''}`)
+  return out.join('\n')
+}
+
+// The bounds' inputs (bounds.js), as measured.
+function floorsText (floors, x25519Seconds) {
+  const out = ['Bounds (bench/bounds.js): what every message, round trip and link costs here at least, measured in this run in a fresh process']
+  const sizes = Object.keys(floors.json)
+  const label = (size) => ({ 100: '100 B', 1024: '1 KiB', 16384: '16 KiB' }[size] || `${size} B`)
+  for (const [what, key] of [['JSON.stringify alone', 'stringify'], ['JSON.parse alone', 'parse']]) {
+    const cells = sizes.map((s) => {
+      const j = floors.json[s]
+      return `${label(s)} ${fmt('msg/s', j[key])} (${fmt('MB/s', j[key] * j.bytes / 1e6)})`
+    })
+    out.push(`  ${pad(what + ', one core', 34)}${cells.join(', ')}`)
+  }
+  if (floors.crossing) out.push(`  ${pad('JavaScript -> tokio -> JavaScript', 34)}p50 ${fmt('µs', floors.crossing.p50)}, p99 ${fmt('µs', floors.crossing.p99)} (a call into the addon answered from a tokio thread)`)
+  if (x25519Seconds != null) out.push(`  ${pad('X25519 of one link, both ends', 34)}${fmt('µs', x25519Seconds * 1e6)} in series on one core`)
   return out.join('\n')
 }
 
@@ -98,4 +121,4 @@ function storeText (store, rounds, links) {
   return out.join('\n')
 }
 
-module.exports = { table, targetsText, storeText, fmt, ratio, sig }
+module.exports = { table, targetsText, floorsText, storeText, fmt, ratio, sig }

@@ -22,6 +22,7 @@ const measure = require('./measure')
 const { progress } = require('./progress')
 const { median } = require('./util')
 const report = require('./report')
+const bounds = require('./bounds')
 const { addonInfo } = require('./addon')
 
 const SECTIONS = ['throughput', 'rtt', 'links', 'memory', 'store']
@@ -184,12 +185,19 @@ function ceilingFor (ceiling, id) {
 
 // --- targets ---------------------------------------------------------------------------
 
-function targetsOf (tables, memory, ceiling, cfg) {
+function targetsOf (tables, memory, ceiling, cfg, floors) {
   const out = []
-  const value = (rows, id, tk) => { const r = rows.find((x) => x.id === id); return r && r.cells[tk] ? r.cells[tk].value : null }
+  const value = (rows, id, tk, field = 'value') => { const r = rows.find((x) => x.id === id); return r && r.cells[tk] ? r.cells[tk][field] : null }
   const unitOf = (rows, id) => { const r = rows.find((x) => x.id === id); return r ? r.unit : '' }
+  // What this design allows figure `id` of `tk` at best (bounds.js), and
+  // whether the target's `need` is beyond it.
+  const bound = (arr, rows, id, tk, op, need) => {
+    const limit = arr && bounds.limitOf({ arr, id, tk, value: (i, t, f) => value(rows, i, t, f), floors, ceiling, cores: os.cpus().length })
+    if (!limit || need == null) return null
+    return { need, best: limit.value, unit: unitOf(rows, id), why: limit.why, beyond: bounds.beyond(op, need, limit) }
+  }
   // NoisePeer `tk` against `base` on figure `id`: ratio op threshold.
-  const vs = (group, rows, id, tk, base, op, threshold, text) => {
+  const vs = (group, rows, id, tk, base, op, threshold, text, arr) => {
     const v = value(rows, id, tk)
     const b = value(rows, id, base)
     const unit = unitOf(rows, id)
@@ -197,35 +205,37 @@ function targetsOf (tables, memory, ceiling, cfg) {
     out.push({
       group, text, op, threshold, unit: '×', ratio,
       measured: v != null && b != null ? `${report.fmt(unit, v)} vs ${report.fmt(unit, b)}` : 'n/a',
-      met: ratio == null ? null : op === '≥' ? ratio >= threshold : op === '≤' ? ratio <= threshold : ratio < threshold
+      met: ratio == null ? null : op === '≥' ? ratio >= threshold : op === '≤' ? ratio <= threshold : ratio < threshold,
+      bound: b == null ? null : bound(arr, rows, id, tk, op, threshold * b)
     })
   }
   for (const [arr, rows] of Object.entries(tables)) {
     const g = arr === 'two' ? 'two processes' : 'one process'
     if (cfg.sections.includes('rtt')) {
       for (const [id, p] of [['rttP50', 'p50'], ['rttP99', 'p99']]) {
-        vs(g, rows, id, 'enc', 'plain', '≤', 1, `round trip ${p} 100 B, encrypted vs plain JS`)
-        vs(g, rows, id, 'raw', 'plain', '≤', 1, `round trip ${p} 100 B, raw vs plain JS`)
+        vs(g, rows, id, 'enc', 'plain', '≤', 1, `round trip ${p} 100 B, encrypted vs plain JS`, arr)
+        vs(g, rows, id, 'raw', 'plain', '≤', 1, `round trip ${p} 100 B, raw vs plain JS`, arr)
       }
     }
     if (cfg.sections.includes('throughput')) {
       for (const size of [100, 1024]) {
-        vs(g, rows, `msgs${size}`, 'enc', 'js', '≥', 5, `messages/s ${SIZE_LABEL[size]}, encrypted vs JS Noise`)
-        vs(g, rows, `msgs${size}`, 'enc', 'plain', '≥', 1.5, `messages/s ${SIZE_LABEL[size]}, encrypted vs plain JS`)
+        vs(g, rows, `msgs${size}`, 'enc', 'js', '≥', 5, `messages/s ${SIZE_LABEL[size]}, encrypted vs JS Noise`, arr)
+        vs(g, rows, `msgs${size}`, 'enc', 'plain', '≥', 1.5, `messages/s ${SIZE_LABEL[size]}, encrypted vs plain JS`, arr)
       }
-      vs(g, rows, 'mbps16384', 'enc', 'js', '≥', 3, 'MB/s 16 KiB, encrypted vs JS Noise')
-      for (const size of cfg.sizes) vs(g, rows, `msgs${size}`, 'raw', 'plain', '≥', 2, `messages/s ${SIZE_LABEL[size]}, raw vs plain JS`)
+      vs(g, rows, 'mbps16384', 'enc', 'js', '≥', 3, 'MB/s 16 KiB, encrypted vs JS Noise', arr)
+      for (const size of cfg.sizes) vs(g, rows, `msgs${size}`, 'raw', 'plain', '≥', 2, `messages/s ${SIZE_LABEL[size]}, raw vs plain JS`, arr)
     }
     if (arr === 'one' && cfg.sections.includes('links')) {
       for (const [id, how] of [['linksSeq', 'one at a time'], ['linksPar', `${cfg.links.parallel} at a time`]]) {
-        vs(g, rows, id, 'enc', 'js', '≥', 5, `new encrypted links/s ${how}, vs JS Noise`)
+        vs(g, rows, id, 'enc', 'js', '≥', 5, `new encrypted links/s ${how}, vs JS Noise`, arr)
         const v = value(rows, id, 'enc')
         const limit = ceiling && ceilingFor(ceiling, id)
         const ratio = v != null && limit ? v / limit : null
         out.push({
           group: g, text: `new encrypted links/s ${how}, share of the ceiling`, op: '≥', threshold: 0.7, unit: '×', ratio,
           measured: limit && v != null ? `${report.fmt('links/s', v)} of ${report.fmt('links/s', limit)}` : 'n/a',
-          met: ratio == null ? null : ratio >= 0.7
+          met: ratio == null ? null : ratio >= 0.7,
+          bound: limit ? bound(arr, rows, id, 'enc', '≥', 0.7 * limit) : null
         })
       }
     }
@@ -286,6 +296,20 @@ async function run (cfg) {
     }
   }
 
+  // The bounds' inputs, a round each in a fresh process (bounds.js).
+  const floorRounds = []
+  if (has('throughput') || has('rtt') || has('links')) {
+    for (let r = 1; r <= rounds; r++) {
+      const what = `bounds · JSON rates and the JavaScript -> tokio crossing · round ${r}/${rounds}`
+      step(what)
+      try {
+        floorRounds.push(await measure.floors({ sizes: cfg.sizes, ms: cfg.quick ? 100 : 300, crossings: cfg.quick ? 500 : 3000 }))
+      } catch (err) {
+        figures.errors.push({ what, error: err.message })
+      }
+    }
+  }
+
   if (has('memory')) {
     // A transport that could not hold a count once will not next time either
     // (the JS Noise server runs out of memory maps): later rounds stop below it.
@@ -320,14 +344,26 @@ async function run (cfg) {
     }
   }
   progress.clear()
-  return { figures, store, seconds: (Date.now() - started) / 1000 }
+  return { figures, store, floors: floorsOf(floorRounds), seconds: (Date.now() - started) / 1000 }
+}
+
+// The medians of the bounds' inputs over rounds, or null.
+function floorsOf (rounds) {
+  if (rounds.length === 0) return null
+  const at = (f) => median(rounds.map(f).filter((x) => x != null))
+  const json = {}
+  for (const size of Object.keys(rounds[0].json)) {
+    json[size] = { bytes: rounds[0].json[size].bytes, stringify: at((r) => r.json[size].stringify), parse: at((r) => r.json[size].parse) }
+  }
+  const crossing = rounds.some((r) => r.crossing) ? { p50: at((r) => r.crossing && r.crossing.p50), p99: at((r) => r.crossing && r.crossing.p99) } : null
+  return { json, crossing }
 }
 
 async function main () {
   const opts = parseArgs(process.argv.slice(2))
   const cfg = settings(opts)
   const addon = addonInfo()
-  const { figures, store, seconds } = await run(cfg)
+  const { figures, store, floors, seconds } = await run(cfg)
   const addonAfter = addonInfo()
   // The addon may be rebuilt under a running bench (it is a shared checkout).
   const warnings = []
@@ -339,7 +375,7 @@ async function main () {
   }
   const memory = cfg.sections.includes('memory') ? memoryRows(figures, cfg) : null
   const ceiling = ceilingOf(figures)
-  const targets = targetsOf(tables, memory, ceiling, cfg)
+  const targets = targetsOf(tables, memory, ceiling, cfg, floors)
   const meta = {
     date: new Date().toISOString(),
     node: process.version,
@@ -361,6 +397,7 @@ async function main () {
       oneProcess: tables.one ? cellsOf(tables.one) : null,
       memory: memory ? cellsOf(memory) : null,
       ceiling,
+      floors,
       store,
       targets,
       errors: figures.errors
@@ -412,6 +449,10 @@ async function main () {
     if (store) {
       out.push('')
       out.push(report.storeText(store, cfg.rounds, cfg.store.links))
+    }
+    if (floors) {
+      out.push('')
+      out.push(report.floorsText(floors, ceiling && bounds.handshakeX25519(ceiling)))
     }
     if (targets.length) {
       out.push('')

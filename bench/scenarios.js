@@ -27,6 +27,22 @@ function message (size, seq) {
   return { target: 'chit', action: 'update', seq, memo: pads.get(size) }
 }
 
+// Calls of fn(i) per second, run in slices until about `ms` have passed.
+// (Its results are summed, so that none of the work can be left out.)
+function rateOf (ms, fn) {
+  let n = 0
+  let sink = 0
+  const t0 = hrnow()
+  const until = t0 + BigInt(ms) * 1000000n
+  let now = t0
+  while (now < until) {
+    for (let k = 0; k < 100; k++) sink += fn(n++)
+    now = hrnow()
+  }
+  if (sink < 0) throw new Error('unreachable')
+  return n / (Number(now - t0) / 1e9)
+}
+
 // --- nodes ---------------------------------------------------------------------------
 
 function get (name) {
@@ -232,6 +248,40 @@ const ops = {
   dhRate ({ ms }) {
     const native = require('../lib/native')
     return typeof native.__dhRate === 'function' ? native.__dhRate(ms) : null
+  },
+
+  // What the JSON of these messages costs one JavaScript thread, for the
+  // bounds: per size, messages/s that JSON.stringify manages alone (the
+  // sender's part of every transport here) and JSON.parse alone (the
+  // receiver's), each for about `ms`, and the JSON text's length.
+  jsonRate ({ sizes, ms }) {
+    const out = {}
+    for (const size of sizes) {
+      const messages = Array.from({ length: 1000 }, (_, i) => message(size, 10000 + i))
+      const text = JSON.stringify(messages[0])
+      out[size] = {
+        bytes: text.length,
+        stringify: rateOf(ms, (i) => JSON.stringify(messages[i % 1000]).length),
+        parse: rateOf(ms, () => JSON.parse(text).seq)
+      }
+    }
+    return out
+  },
+
+  // The crossing every received NoisePeer message makes, there and back: a
+  // call into the addon answered by a task on a tokio thread. Percentiles of
+  // `count` calls, one at a time, after `warmup`; null without `__echo`.
+  async crossing ({ count, warmup }) {
+    const native = require('../lib/native')
+    if (typeof native.__echo !== 'function') return null
+    const us = []
+    for (let i = 0; i < warmup + count; i++) {
+      const t = hrnow()
+      await native.__echo()
+      if (i >= warmup) us.push(Number(hrnow() - t) / 1000)
+    }
+    us.sort((a, b) => a - b)
+    return { p50: percentile(us, 50), p99: percentile(us, 99) }
   },
 
   async closeAll () {

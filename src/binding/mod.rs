@@ -108,6 +108,13 @@ pub fn dh_rate(ms: u32) -> Vec<f64> {
     ]
 }
 
+/// Resolves at once from a task on the runtime: a call from JavaScript to a
+/// tokio thread and back, which is the crossing every received message makes
+/// (a tokio thread reads it, the JavaScript thread handles it). The benchmark
+/// times it to estimate the least round trip the design allows.
+#[napi(js_name = "__echo")]
+pub async fn echo() {}
+
 /// Every error code the addon can report (`err.code`, event `reason`).
 #[napi(catch_unwind)]
 pub fn error_codes() -> Vec<&'static str> {
