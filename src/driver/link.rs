@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,9 @@ use super::wire::{Wire, WireState, KEEP_CAPACITY};
 use crate::error::{CloseReason, Error, Result};
 use crate::proto::{self, frame, Answer, Event, PeerInfo};
 
-/// Most bytes read from the socket at a time.
+/// Most bytes read from the socket at a time: an open link asks for this
+/// much whatever the frame at hand needs, so that one read takes in many
+/// small messages (one read per frame would cost a system call each).
 const READ_CHUNK: usize = 16 * 1024;
 /// Frames handled per read before their messages go to the application.
 const MAX_READ_BURST: usize = 64;
@@ -286,8 +288,14 @@ impl LinkTask {
         // Frames left over from a burst cut short are handled before more
         // is read: the socket may have nothing more to say.
         if !frame::is_complete(&self.rbuf) {
-            self.rbuf.reserve(frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK));
-            match self.wire.stream.try_read_buf(&mut self.rbuf) {
+            // Until the link is open, the other side is a stranger: its
+            // bytes get no more room than the frame at hand asks for.
+            let room =
+                if self.opened { READ_CHUNK } else { frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK) };
+            self.rbuf.reserve(room);
+            // No more than `room`, however much the buffer has grown: what
+            // is read waits in memory until the application takes it.
+            match self.wire.stream.try_read_buf(&mut (&mut self.rbuf).limit(room)) {
                 Ok(0) => {
                     if !self.rbuf.is_empty() {
                         // The stream ended inside a frame: a sender cut off
@@ -299,7 +307,10 @@ impl LinkTask {
                     return Ok(true);
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    trim(&mut self.rbuf);
+                    return Ok(false);
+                }
                 Err(e) => return Err(Error::from_io(&e)),
             }
         }
@@ -568,9 +579,47 @@ async fn acknowledged(stream: &tokio::net::TcpStream, bound: Duration, fin_queue
     }
 }
 
+/// For a read buffer whose socket has nothing more for now: give back its
+/// spare room past `KEEP_CAPACITY`, so a link that waits keeps no more than
+/// the part of a frame it holds (an idle one, nothing).
+fn trim(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() <= KEEP_CAPACITY {
+        return;
+    }
+    *buf = if buf.is_empty() { BytesMut::new() } else { BytesMut::from(&buf[..]) };
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::{Buf, BytesMut};
+
+    use super::{trim, KEEP_CAPACITY, READ_CHUNK};
+
+    #[test]
+    fn a_waiting_read_buffer_keeps_only_the_bytes_it_holds() {
+        // Empty after a read of READ_CHUNK: nothing kept.
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        trim(&mut buf);
+        assert_eq!(buf.capacity(), 0);
+        // Part of a frame held: its bytes, as they were.
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(&[7; 300]);
+        buf.advance(100);
+        trim(&mut buf);
+        assert_eq!(&buf[..], &[7; 200][..]);
+        assert!(buf.capacity() <= KEEP_CAPACITY, "{} bytes of room kept", buf.capacity());
+        // Little spare room: left alone (no copy for nothing).
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        buf.extend_from_slice(&vec![1; READ_CHUNK - 100]);
+        let before = buf.as_ptr();
+        trim(&mut buf);
+        assert_eq!((buf.as_ptr(), buf.len()), (before, READ_CHUNK - 100));
     }
 }

@@ -42,6 +42,36 @@ async fn sends_keep_their_order_while_the_link_opens() {
 }
 
 #[tokio::test]
+async fn many_small_messages_written_at_once_are_read_and_delivered_in_batches() {
+    let n = nodes(2, None).await;
+    n[0].peer.send(n[1].target(), br#"{"i":0}"#.to_vec(), SendOptions::default()).await.unwrap();
+    wait_for("the link open on both sides", || n[1].messages().len() == 1).await;
+    // A thousand messages of ~40 bytes, corked: the sender hands them to the
+    // socket in one write (~70 KB), so they wait in the receiver's socket
+    // together. Read a frame at a time, each would be a batch of its own.
+    let mut waits = Vec::new();
+    let messages = (1..=1000).map(|i| {
+        let (done, rx) = crate::driver::queue::Done::oneshot();
+        waits.push(rx);
+        (format!(r#"{{"i":{i},"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#).into_bytes(), done)
+    });
+    n[0].peer.send_corked(&n[1].target(), messages);
+    n[0].peer.uncork();
+    for w in waits {
+        w.await.expect("settled").expect("written");
+    }
+    wait_for("1001 messages", || n[1].messages().len() == 1001).await;
+    let expected: Vec<String> =
+        (1..=1000).map(|i| format!(r#"{{"i":{i},"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#)).collect();
+    assert_eq!(n[1].messages()[1..], expected[..], "all, in order");
+    let batches = n[1].batches();
+    // The first message came alone; the thousand in batches of up to the
+    // read burst (64): 16 when every read takes all there is.
+    assert!(batches.len() - 1 <= 1000 / 16, "1000 messages came in {} batches: {batches:?}", batches.len() - 1);
+    close_all(&n).await;
+}
+
+#[tokio::test]
 async fn a_refused_ticket_rejects_the_send_and_delivers_nothing() {
     let n = nodes(2, None).await;
     let opts = SendOptions { ticket: Some(Value::from("bad")), referee: false };

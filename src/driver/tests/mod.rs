@@ -39,11 +39,14 @@ impl Store for Keys {
 #[derive(Default)]
 struct Recorder {
     messages: Mutex<Vec<(Option<String>, String)>>,
+    /// How many messages each call to `messages` handed over.
+    batches: Mutex<Vec<usize>>,
     events: Mutex<Vec<PeerEvent>>,
 }
 
 impl Sink for Recorder {
     fn messages(&self, from: &LinkInfo, batch: Vec<(Vec<u8>, bool)>, _permit: Option<DeliveryPermit>) {
+        self.batches.lock().unwrap_or_else(|p| p.into_inner()).push(batch.len());
         let mut m = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         for (data, _) in batch {
             m.push((from.agent.clone(), String::from_utf8_lossy(&data).into_owned()));
@@ -74,6 +77,11 @@ impl Node {
 
     pub fn messages(&self) -> Vec<String> {
         self.seen.messages.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+
+    /// The sizes of the batches messages were delivered in, in order.
+    pub fn batches(&self) -> Vec<usize> {
+        self.seen.batches.lock().unwrap().clone()
     }
 
     pub fn events(&self, kind: EventKind) -> Vec<PeerEvent> {
