@@ -12,13 +12,12 @@ const floors = {
   json: {
     100: { bytes: 100, stringify: 1e6, parse: 4e6 },
     16384: { bytes: 16384, stringify: 20e3, parse: 150e3 }
-  },
-  crossing: { p50: 18, p99: 30 }
+  }
 }
 // 10 of 13 X25519 at 40k/s (250 µs), 3 key generations at 100k/s (30 µs): 280 µs a link.
 const ceiling = { x25519PerSecondOneCore: 40e3, x25519PerLink: 13, exact: { keygenPerSecond: 100e3, keygensPerLink: 3 } }
 const figures = {
-  rttP50: { plain: 60 },
+  rttP50: { plain: 60, enc: 80 },
   linksSeq: { raw: 2500 }, // 400 µs a link
   linksPar: { raw: 5000, rawCpu: 320 }
 }
@@ -38,13 +37,14 @@ describe('bench bounds (bench/bounds.js)', () => {
     assert.strictEqual(limit('two', 'msgs1024'), null, 'no JSON rate measured for 1 KiB')
   })
 
-  it('puts a round trip at plain JS p50 plus one crossing, and links at raw plus the handshake X25519', () => {
-    close(limit('two', 'rttP50').value, 78)
+  it('puts links at raw plus the handshake X25519, and no bound on round trips', () => {
     close(handshakeX25519(ceiling), 280e-6)
     close(limit('one', 'linksSeq').value, 1 / (400e-6 + 280e-6)) // 1.47k/s
     close(limit('one', 'linksPar').value, 2 / (320e-6 + 280e-6)) // 3.33k/s
     assert.strictEqual(limit('one', 'linksSeq', 'raw'), null, 'raw links have no handshake to add')
-    assert.strictEqual(limit('two', 'rttP99'), null, 'no bound on p99')
+    // Plain JS + a crossing is no floor: NoisePeer was measured below it.
+    assert.strictEqual(limit('two', 'rttP50'), null)
+    assert.strictEqual(limit('two', 'rttP99'), null)
   })
 
   it('calls a target beyond reach only when it asks for more than the bound', () => {
@@ -69,7 +69,7 @@ describe('bench bounds (bench/bounds.js)', () => {
     assert.match(text, /1 of 3 met; 1 of the 2 not met ask for more than the bounds allow/)
   })
 
-  it('has the crossing the round-trip bound times: a call answered from a tokio thread, many at once', async () => {
+  it('has the crossing the run times: a call answered from a tokio thread, many at once', async () => {
     assert.strictEqual(typeof native.__echo, 'function')
     const answers = await Promise.all(Array.from({ length: 100 }, () => native.__echo()))
     assert.deepStrictEqual(answers, new Array(100).fill(undefined))

@@ -105,7 +105,9 @@ function floorsText (floors, x25519Seconds) {
     })
     out.push(`  ${pad(what + ', one core', 34)}${cells.join(', ')}`)
   }
-  if (floors.crossing) out.push(`  ${pad('JavaScript -> tokio -> JavaScript', 34)}p50 ${fmt('µs', floors.crossing.p50)}, p99 ${fmt('µs', floors.crossing.p99)} (a call into the addon answered from a tokio thread)`)
+  // Not a bound (see bounds.js): what a received message's hop from the
+  // tokio thread to the JavaScript thread costs, there and back.
+  if (floors.crossing) out.push(`  ${pad('JavaScript -> tokio -> JavaScript', 34)}p50 ${fmt('µs', floors.crossing.p50)}, p99 ${fmt('µs', floors.crossing.p99)} (a call answered from a tokio thread; every message received makes the second half; not a bound)`)
   if (x25519Seconds != null) out.push(`  ${pad('X25519 of one link, both ends', 34)}${fmt('µs', x25519Seconds * 1e6)} in series on one core`)
   return out.join('\n')
 }
