@@ -9,7 +9,7 @@ export declare class NativePeer {
    * Send one message (JSON object text), in call order. Returns 1: it was
    * written to the socket before this returned, and nothing more will be
    * said about it; 2: corked (`cork`), to be written by `uncork`, which
-   * returns its id (or `onSent` reports it); 0: `onSent` reports how it
+   * returns it (or `onSent` reports it); 0: `onSent` reports how it
    * ended, once, with `id`. Throws only for bad arguments.
    */
   send(id: number, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, data: string, extra: NativeSendExtra | undefined | null, cork: boolean): number
@@ -18,14 +18,14 @@ export declare class NativePeer {
    * extra): the sends of one turn after its first, gathered by JavaScript
    * into one call. `texts` is their `count` JSON texts joined by line
    * breaks (JSON text has none of its own), with ids `first` and on. Each
-   * is written by the next `uncork` (which returns its id) or reported to
+   * is written by the next `uncork` (which returns it) or reported to
    * `onSent`. Throws only for bad arguments, before sending any.
    */
   sendCorked(first: number, count: number, agent: string | undefined | null, host: string | undefined | null, port: number | undefined | null, texts: string): void
   /**
    * Write every message corked since the last call, one write per link.
-   * Returns the ids of the sends this wrote (the rest are reported to
-   * `onSent` as usual).
+   * Returns the ids of the sends this wrote, as runs `[first, count, ...]`
+   * (the rest are reported to `onSent` as usual).
    */
   uncork(): Array<number>
   /** Open (or reuse) a link without sending. */

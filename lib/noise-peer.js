@@ -315,13 +315,16 @@ class NoisePeer {
     }
   }
 
-  // Send outcomes, in batches from Rust: each settles its promise exactly once.
+  // Send outcomes, in batches from Rust: each settles its promise exactly
+  // once. `written`: runs of consecutive ids, [first, count, first, count, ...].
   _sent (written, failed) {
-    for (const id of written) {
-      const pending = this._sends.get(id)
-      if (!pending) continue
-      this._sends.delete(id)
-      pending.resolve()
+    for (let i = 0; i + 1 < written.length; i += 2) {
+      for (let id = written[i], end = id + written[i + 1]; id < end; id++) {
+        const pending = this._sends.get(id)
+        if (!pending) continue
+        this._sends.delete(id)
+        pending.resolve()
+      }
     }
     if (failed) {
       for (const { id, code, message } of failed) {

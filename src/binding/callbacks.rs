@@ -35,7 +35,15 @@ pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 pub type InputArgs = FnArgs<(f64, Option<String>, Option<Vec<u32>>, Option<FromInfo>, Option<EventInfo>)>;
 
 /// How sends ended, in batches: the ids of those written, and the failures.
+/// Sends written, as id ranges (`runs`), and sends that failed.
 pub type SentArgs = FnArgs<(Vec<f64>, Option<Vec<SendFailure>>)>;
+
+/// Ids as runs `[first, count, first, count, ...]` for JavaScript: the
+/// sends of a turn have consecutive ids and are mostly written together, so a
+/// run or two stands for hundreds of ids (each a JavaScript number to make).
+pub fn runs(ids: impl IntoIterator<Item = u64>) -> Vec<f64> {
+    crate::driver::id_runs(ids).into_iter().flat_map(|(first, count)| [first as f64, count as f64]).collect()
+}
 
 /// Messages and events share one callback, so JavaScript sees them in the
 /// order they happened (a link's `open` before its first message).
@@ -127,7 +135,7 @@ pub async fn report_results(
         let mut next = Some(first);
         while let Some((id, result)) = next.take() {
             match result {
-                Ok(()) => written.push(id as f64),
+                Ok(()) => written.push(id),
                 Err(e) => failed.push(SendFailure { id: id as f64, code: e.code().to_owned(), message: e.to_string() }),
             }
             if written.len() + failed.len() < RESULT_BATCH {
@@ -135,7 +143,7 @@ pub async fn report_results(
             }
         }
         let failed = (!failed.is_empty()).then_some(failed);
-        let _ = on_sent.call((written, failed).into(), ThreadsafeFunctionCallMode::NonBlocking);
+        let _ = on_sent.call((runs(written), failed).into(), ThreadsafeFunctionCallMode::NonBlocking);
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use napi::bindgen_prelude::{within_runtime_if_available, Buffer};
 use napi_derive::napi;
 
-use super::callbacks::{key_from_js, report_results, InputArgs, JsCallback, JsSink, JsStore, SentArgs, SharedStore};
+use super::callbacks::{
+    key_from_js, report_results, runs, InputArgs, JsCallback, JsSink, JsStore, SentArgs, SharedStore,
+};
 use super::error::{to_js, Result};
 use super::options::{
     DatabaseOptions, LinkSummary, ListenAddress, LookupRequest, NativeOptions, NativeSendExtra, NativeSendOptions,
@@ -271,7 +273,7 @@ impl NativePeer {
     /// Send one message (JSON object text), in call order. Returns 1: it was
     /// written to the socket before this returned, and nothing more will be
     /// said about it; 2: corked (`cork`), to be written by `uncork`, which
-    /// returns its id (or `onSent` reports it); 0: `onSent` reports how it
+    /// returns it (or `onSent` reports it); 0: `onSent` reports how it
     /// ended, once, with `id`. Throws only for bad arguments.
     // Flat arguments on purpose: the hot path crosses with no JavaScript
     // object to read field by field.
@@ -306,7 +308,7 @@ impl NativePeer {
     /// extra): the sends of one turn after its first, gathered by JavaScript
     /// into one call. `texts` is their `count` JSON texts joined by line
     /// breaks (JSON text has none of its own), with ids `first` and on. Each
-    /// is written by the next `uncork` (which returns its id) or reported to
+    /// is written by the next `uncork` (which returns it) or reported to
     /// `onSent`. Throws only for bad arguments, before sending any.
     #[napi(catch_unwind)]
     pub fn send_corked(
@@ -331,11 +333,11 @@ impl NativePeer {
     }
 
     /// Write every message corked since the last call, one write per link.
-    /// Returns the ids of the sends this wrote (the rest are reported to
-    /// `onSent` as usual).
+    /// Returns the ids of the sends this wrote, as runs `[first, count, ...]`
+    /// (the rest are reported to `onSent` as usual).
     #[napi(catch_unwind)]
     pub fn uncork(&self) -> Vec<f64> {
-        self.peer.uncork().into_iter().map(|id| id as f64).collect()
+        runs(self.peer.uncork())
     }
 
     /// Open (or reuse) a link without sending.

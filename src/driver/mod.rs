@@ -47,7 +47,7 @@ pub use crate::store::Store;
 pub use config::PeerConfig;
 pub use dial::next_timestamp;
 pub use event::{DeliveryPermit, EventKind, LinkInfo, PeerEvent, Sink};
-pub use queue::{Done, SendOptions, Target};
+pub use queue::{id_runs, Done, SendOptions, Target};
 pub use registry::Registry;
 pub use stats::{NodeFigures, PeerFigures, Traffic};
 

@@ -174,6 +174,21 @@ pub(crate) struct Outgoing {
     pub cause: Option<Error>,
 }
 
+/// Send ids as runs of consecutive ids, `(first, count)`, in their order:
+/// the sends of a turn have consecutive ids and are mostly settled together.
+/// Only what is consecutive is merged; each id is counted once per time it
+/// appears.
+pub fn id_runs(ids: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for id in ids {
+        match out.last_mut() {
+            Some((first, count)) if first.checked_add(*count) == Some(id) => *count += 1,
+            _ => out.push((id, 1)),
+        }
+    }
+    out
+}
+
 /// A request to hear when a link is open (the address lets a closing link
 /// pass it on to the next one).
 pub(crate) struct Waiter {
@@ -198,5 +213,21 @@ impl Cmd {
                 let _ = w.done.send(Err(err.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_runs;
+
+    #[test]
+    fn ids_become_runs_of_consecutive_ids_in_their_order() {
+        assert!(id_runs([]).is_empty());
+        assert_eq!(id_runs([7]), vec![(7, 1)]);
+        assert_eq!(id_runs(1..=500), vec![(1, 500)]);
+        // A gap, a step back and a repeat each start a run: nothing is merged
+        // that was not consecutive, and every id is counted once.
+        assert_eq!(id_runs([1, 2, 3, 10, 11, 5, 5]), vec![(1, 3), (10, 2), (5, 1), (5, 1)]);
+        assert_eq!(id_runs([u64::MAX - 1, u64::MAX, 0]), vec![(u64::MAX - 1, 2), (0, 1)]);
     }
 }
