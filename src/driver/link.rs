@@ -290,8 +290,7 @@ impl LinkTask {
         if !frame::is_complete(&self.rbuf) {
             // Until the link is open, the other side is a stranger: its
             // bytes get no more room than the frame at hand asks for.
-            let room =
-                if self.opened { READ_CHUNK } else { frame::wanted(&self.rbuf).clamp(frame::PREFIX, READ_CHUNK) };
+            let room = read_room(&self.rbuf, self.opened);
             self.rbuf.reserve(room);
             // No more than `room`, however much the buffer has grown: what
             // is read waits in memory until the application takes it.
@@ -579,14 +578,29 @@ async fn acknowledged(stream: &tokio::net::TcpStream, bound: Duration, fin_queue
     }
 }
 
-/// For a read buffer whose socket has nothing more for now: give back its
-/// spare room past `KEEP_CAPACITY`, so a link that waits keeps no more than
-/// the part of a frame it holds (an idle one, nothing).
-fn trim(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() <= KEEP_CAPACITY {
-        return;
+/// How much the next read may take into `buf`: the rest of the frame at
+/// hand, at most `READ_CHUNK`, and for an open link `READ_CHUNK` more (many
+/// small messages in one read). Before the link is open the other side is a
+/// stranger: its bytes get no more room than their frame asks for. Either
+/// way the room shrinks as a frame fills, so reads into a buffer holding part
+/// of a frame do not make it grow again.
+fn read_room(buf: &[u8], opened: bool) -> usize {
+    let rest = frame::wanted(buf).clamp(frame::PREFIX, READ_CHUNK);
+    if opened {
+        rest + READ_CHUNK
+    } else {
+        rest
     }
-    *buf = if buf.is_empty() { BytesMut::new() } else { BytesMut::from(&buf[..]) };
+}
+
+/// For a read buffer whose socket has nothing more for now: an empty one is
+/// given back (an idle link keeps none). One holding part of a frame is
+/// kept as it is: shrinking it would copy the part again each time a peer
+/// sends the rest a byte at a time.
+fn trim(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > KEEP_CAPACITY {
+        *buf = BytesMut::new();
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -600,26 +614,69 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use bytes::{Buf, BytesMut};
 
-    use super::{trim, KEEP_CAPACITY, READ_CHUNK};
+    use super::{read_room, trim, READ_CHUNK};
+
+    /// Reads of `step` bytes each into a buffer, as `LinkTask::read` makes
+    /// them (room, read, and the wait for more that trims), for `total`
+    /// bytes; how many times the buffer's memory moved.
+    fn moves_while_reading(opened: bool, total: usize, step: usize) -> usize {
+        let mut buf = BytesMut::new();
+        let mut moves = 0;
+        let mut at = buf.as_ptr();
+        let mut wire = (total as u32 - 4).to_be_bytes().to_vec(); // one frame's length prefix
+        wire.resize(total, 9);
+        for chunk in wire.chunks(step) {
+            let room = read_room(&buf, opened);
+            buf.reserve(room);
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            trim(&mut buf); // the socket has nothing more for now
+            if buf.as_ptr() != at {
+                moves += 1;
+                at = buf.as_ptr();
+            }
+        }
+        moves
+    }
 
     #[test]
-    fn a_waiting_read_buffer_keeps_only_the_bytes_it_holds() {
+    fn a_frame_trickled_a_byte_at_a_time_is_not_copied_once_per_byte() {
+        // 60 KiB, one byte per read: the buffer grows a few times, as a
+        // vector does, and is not copied again for each byte (which would
+        // cost about 60,000 × 30 KiB of copying for one frame).
+        for opened in [false, true] {
+            let moves = moves_while_reading(opened, 60 * 1024, 1);
+            assert!(moves <= 16, "opened {opened}: the buffer moved {moves} times");
+        }
+    }
+
+    #[test]
+    fn a_waiting_read_buffer_is_given_back_when_empty_and_kept_inside_a_frame() {
         // Empty after a read of READ_CHUNK: nothing kept.
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         trim(&mut buf);
         assert_eq!(buf.capacity(), 0);
-        // Part of a frame held: its bytes, as they were.
+        // Part of a frame held: kept where it is, bytes as they were.
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         buf.extend_from_slice(&[7; 300]);
         buf.advance(100);
-        trim(&mut buf);
-        assert_eq!(&buf[..], &[7; 200][..]);
-        assert!(buf.capacity() <= KEEP_CAPACITY, "{} bytes of room kept", buf.capacity());
-        // Little spare room: left alone (no copy for nothing).
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        buf.extend_from_slice(&vec![1; READ_CHUNK - 100]);
         let before = buf.as_ptr();
         trim(&mut buf);
-        assert_eq!((buf.as_ptr(), buf.len()), (before, READ_CHUNK - 100));
+        assert_eq!((buf.as_ptr(), &buf[..]), (before, &[7; 200][..]));
+    }
+
+    #[test]
+    fn a_stranger_gets_room_for_its_frame_and_an_open_link_a_chunk_more() {
+        // A stranger's first read is a length prefix, no more; then the rest
+        // of the frame it announced.
+        assert_eq!(read_room(&[], false), 4);
+        let mut part = 100u32.to_be_bytes().to_vec();
+        part.extend_from_slice(&[0; 30]);
+        assert_eq!(read_room(&part, false), 70);
+        // An open link: the same, and a chunk more for the frames behind it.
+        assert_eq!(read_room(&[], true), 4 + READ_CHUNK);
+        assert_eq!(read_room(&part, true), 70 + READ_CHUNK);
+        // A frame announced larger than a chunk: a chunk of it at a time.
+        assert_eq!(read_room(&(1u32 << 20).to_be_bytes(), false), READ_CHUNK);
+        assert_eq!(read_room(&(1u32 << 20).to_be_bytes(), true), 2 * READ_CHUNK);
     }
 }
