@@ -233,7 +233,8 @@ class Ledger {
                 if (on.some((l) => l.reason === 'PEER_CLOSED')) f.lostCleanPeerClosed++
                 else ex('lostOther', { ...tag, links: on })
                 f.lostUnexplained++
-                ex('lostUnexplained', { ...tag, links: on })
+                // When the sender died, if it did: how far past the window.
+                ex('lostUnexplained', { ...tag, links: on, senderKilledAt: sender.killedAt })
               }
             }
           }
