@@ -57,7 +57,7 @@ export declare function __dhRate(ms: number): Array<number>
  * Resolves at once from a task on the runtime: a call from JavaScript to a
  * tokio thread and back, which is the crossing every received message makes
  * (a tokio thread reads it, the JavaScript thread handles it). The benchmark
- * times it to estimate the least round trip the design allows.
+ * times it and prints it beside the round trips.
  */
 export declare function __echo(): Promise<void>
 

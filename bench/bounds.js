@@ -1,6 +1,8 @@
 'use strict'
-// The best a figure can be, given work every message, round trip or link of
-// this design must do on this machine, from figures of the same run. A target
+const { fmt } = require('./report')
+
+// The best a figure can be, given work every message or link of this design
+// must do on this machine, from figures of the same run. A target
 // that asks for more cannot be met by tuning, only by changing what its bound
 // rests on (the bound's text names it):
 //
@@ -27,7 +29,7 @@
 
 // { value, why } for figure `id` of NoisePeer `tk` ('enc' or 'raw') in
 // arrangement `arr`, or null when nothing measured bounds it. `value` is the
-// most (for rates) or the least (for round trips) the figure can be.
+// most the figure (a rate) can be.
 // floors: { json: { [size]: { bytes, stringify, parse } } }
 // value(id, tk): a figure of the same table; ceiling: as run.js's ceilingOf.
 function limitOf ({ arr, id, tk, value, floors, ceiling, cores }) {
@@ -41,7 +43,7 @@ function limitOf ({ arr, id, tk, value, floors, ceiling, cores }) {
     const where = arr === 'two'
       ? 'each on its process\'s JavaScript thread, the slower limits'
       : 'both on the one JavaScript thread'
-    const why = `JSON.stringify alone ${fmtRate(j.stringify)}, JSON.parse alone ${fmtRate(j.parse)}, ${where}`
+    const why = `JSON.stringify alone ${fmt('msg/s', j.stringify)}, JSON.parse alone ${fmt('msg/s', j.parse)}, ${where}`
     return rate ? { value: both, why } : { value: both * j.bytes / 1e6, why }
   }
   if (tk === 'enc' && (id === 'linksSeq' || id === 'linksPar') && ceiling) {
@@ -50,12 +52,12 @@ function limitOf ({ arr, id, tk, value, floors, ceiling, cores }) {
       const raw = value(id, 'raw')
       if (!raw) return null
       const seconds = 1 / raw + dh
-      return { value: 1 / seconds, why: `NoisePeer raw's ${us(1e6 / raw)} a link + the handshake's X25519 in series, ${us(dh * 1e6)}` }
+      return { value: 1 / seconds, why: `NoisePeer raw's ${fmt('µs', 1e6 / raw)} a link + the handshake's X25519 in series, ${fmt('µs', dh * 1e6)}` }
     }
     const rawCpu = value(id, 'raw', 'cpuUs')
     if (rawCpu == null) return null
     const cpu = rawCpu / 1e6 + dh
-    return { value: cores / cpu, why: `${cores} cores ÷ (NoisePeer raw's CPU a link, ${us(rawCpu)} + the handshake's X25519, ${us(dh * 1e6)})` }
+    return { value: cores / cpu, why: `${cores} cores ÷ (NoisePeer raw's CPU a link, ${fmt('µs', rawCpu)} + the handshake's X25519, ${fmt('µs', dh * 1e6)})` }
   }
   return null
 }
@@ -73,12 +75,5 @@ function beyond (op, need, limit) {
   if (!limit || need == null || !Number.isFinite(need)) return false
   return op === '≥' ? need > limit.value : need < limit.value
 }
-
-function fmtRate (x) {
-  if (x >= 1e6) return (x / 1e6).toFixed(2) + 'M/s'
-  if (x >= 1e5) return (x / 1e3).toFixed(0) + 'k/s'
-  return (x / 1e3).toFixed(1) + 'k/s'
-}
-const us = (x) => (x >= 100 ? x.toFixed(0) : x.toFixed(1)) + ' µs'
 
 module.exports = { limitOf, beyond, handshakeX25519 }

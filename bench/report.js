@@ -6,6 +6,7 @@
 const { ORDER, TRANSPORTS } = require('./transports')
 
 const COLS = { label: 28, plain: 21, js: 21, raw: 31, enc: 31 }
+const SIZE_LABEL = { 100: '100 B', 1024: '1 KiB', 16384: '16 KiB' }
 
 // 71.2k, 655, 1.34M
 function count (x) {
@@ -95,9 +96,9 @@ function targetsText (targets) {
 
 // The bounds' inputs (bounds.js), as measured.
 function floorsText (floors, x25519Seconds) {
-  const out = ['Bounds (bench/bounds.js): what every message, round trip and link costs here at least, measured in this run in a fresh process']
+  const out = ['Bounds (bench/bounds.js): what every message and link costs here at least, measured in this run in a fresh process']
   const sizes = Object.keys(floors.json)
-  const label = (size) => ({ 100: '100 B', 1024: '1 KiB', 16384: '16 KiB' }[size] || `${size} B`)
+  const label = (size) => SIZE_LABEL[size] || `${size} B`
   for (const [what, key] of [['JSON.stringify alone', 'stringify'], ['JSON.parse alone', 'parse']]) {
     const cells = sizes.map((s) => {
       const j = floors.json[s]
@@ -123,4 +124,4 @@ function storeText (store, rounds, links) {
   return out.join('\n')
 }
 
-module.exports = { table, targetsText, floorsText, storeText, fmt, ratio, sig }
+module.exports = { table, targetsText, floorsText, storeText, fmt, ratio, sig, SIZE_LABEL }

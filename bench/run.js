@@ -22,13 +22,13 @@ const measure = require('./measure')
 const { progress } = require('./progress')
 const { median } = require('./util')
 const report = require('./report')
+const { SIZE_LABEL } = report
 const bounds = require('./bounds')
 const { addonInfo } = require('./addon')
 
 const SECTIONS = ['throughput', 'rtt', 'links', 'memory', 'store']
 const DEFAULT_SECTIONS = ['throughput', 'rtt', 'links', 'memory']
 const ARRANGEMENTS = { two: 'Two processes (each node in a Node process of its own)', one: 'One process (both nodes in one Node process)' }
-const SIZE_LABEL = { 100: '100 B', 1024: '1 KiB', 16384: '16 KiB' }
 
 function usage (msg) {
   if (msg) console.error(`bench: ${msg}`)

@@ -34,8 +34,8 @@ pub type JsCallback<T> = ThreadsafeFunction<T, (), T, Status, false, true>;
 /// the link's end); or else an event.
 pub type InputArgs = FnArgs<(f64, Option<String>, Option<Vec<u32>>, Option<FromInfo>, Option<EventInfo>)>;
 
-/// How sends ended, in batches: the ids of those written, and the failures.
-/// Sends written, as id ranges (`runs`), and sends that failed.
+/// How sends ended, in batches: the ids of those written (as `runs`), and
+/// the failures.
 pub type SentArgs = FnArgs<(Vec<f64>, Option<Vec<SendFailure>>)>;
 
 /// Ids as runs `[first, count, first, count, ...]` for JavaScript: the

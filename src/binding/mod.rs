@@ -111,7 +111,7 @@ pub fn dh_rate(ms: u32) -> Vec<f64> {
 /// Resolves at once from a task on the runtime: a call from JavaScript to a
 /// tokio thread and back, which is the crossing every received message makes
 /// (a tokio thread reads it, the JavaScript thread handles it). The benchmark
-/// times it to estimate the least round trip the design allows.
+/// times it and prints it beside the round trips.
 #[napi(js_name = "__echo")]
 pub async fn echo() {}
 

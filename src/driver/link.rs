@@ -46,9 +46,9 @@ use super::wire::{Wire, WireState, KEEP_CAPACITY};
 use crate::error::{CloseReason, Error, Result};
 use crate::proto::{self, frame, Answer, Event, PeerInfo};
 
-/// Most bytes read from the socket at a time: an open link asks for this
-/// much whatever the frame at hand needs, so that one read takes in many
-/// small messages (one read per frame would cost a system call each).
+/// How far past the frame at hand an open link reads (`read_room`), so that
+/// one read takes in many small messages: one read per frame would cost a
+/// system call each. Also the most of one frame read at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// Frames handled per read before their messages go to the application.
 const MAX_READ_BURST: usize = 64;
@@ -288,8 +288,6 @@ impl LinkTask {
         // Frames left over from a burst cut short are handled before more
         // is read: the socket may have nothing more to say.
         if !frame::is_complete(&self.rbuf) {
-            // Until the link is open, the other side is a stranger: its
-            // bytes get no more room than the frame at hand asks for.
             let room = read_room(&self.rbuf, self.opened);
             self.rbuf.reserve(room);
             // No more than `room`, however much the buffer has grown: what
@@ -342,9 +340,7 @@ impl LinkTask {
             }
             burst
         };
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
-            self.rbuf = BytesMut::new();
-        }
+        trim(&mut self.rbuf);
         // What the frames before a bad one did still happened (a link
         // confirmed and opened, say): act on it before failing the link.
         self.handle(events)?;
