@@ -325,9 +325,8 @@ impl NativePeer {
             return Err(to_js(Error::InvalidArgument(format!("{count} JSON texts, one per line, expected"))));
         }
         let to = target(NativeTarget { agent, host, port, key: None, link: None }).map_err(to_js)?;
-        let messages = (first as u64..)
-            .zip(texts)
-            .map(|(id, text)| (text.as_bytes().to_vec(), Done::queue(id, self.results.clone())));
+        let messages =
+            (first as u64..).zip(texts).map(|(id, text)| (text.as_bytes(), Done::queue(id, self.results.clone())));
         within_runtime_if_available(|| self.peer.send_corked(&to, messages));
         Ok(())
     }

@@ -32,11 +32,13 @@ mod stats;
 mod tests;
 mod wire;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use queue::Outgoing;
@@ -125,25 +127,29 @@ impl Peer {
     /// later.
     pub fn send_with(&self, target: Target, data: Vec<u8>, opts: SendOptions, done: Done, cork: bool) -> Sent {
         let wire = self.shared.registry.in_use(&target, &opts);
-        self.send_on(wire.as_ref(), &target, data, &opts, done, cork)
+        self.send_on(wire.as_ref(), &target, Cow::Owned(data), &opts, done, cork, Instant::now())
     }
 
-    /// `send_with` once the open link for `target` (if any) has been looked up.
+    /// `send_with` once the open link for `target` (if any) has been looked
+    /// up. `data` is copied only if it must wait in a queue: sealed at once,
+    /// it is read where it lies.
+    #[allow(clippy::too_many_arguments)]
     fn send_on(
         &self,
         wire: Option<&Arc<Wire>>,
         target: &Target,
-        data: Vec<u8>,
+        data: Cow<'_, [u8]>,
         opts: &SendOptions,
         mut done: Done,
         cork: bool,
+        now: Instant,
     ) -> Sent {
         if let Err(e) = self.check_open().and_then(|()| self.shared.proto.check_outgoing(&data)) {
             done.complete(Err(e));
             return Sent::Pending;
         }
-        let (data, done_later) = match wire {
-            Some(wire) => match wire.send_now(data, done, cork, self.shared.cfg.high_water) {
+        let done_later = match wire {
+            Some(wire) => match wire.send_now(&data, done, cork, self.shared.cfg.high_water, now) {
                 Now::Written(done) => {
                     done.disarm();
                     return Sent::Written;
@@ -159,11 +165,12 @@ impl Peer {
                     done.complete(Err(err));
                     return Sent::Pending;
                 }
-                Now::Later(data, done) => (data, done),
+                Now::Later(done) => done,
             },
-            None => (data, done),
+            None => done,
         };
         done = done_later;
+        let data = data.into_owned();
         let key = match (&target.link, &target.agent) {
             (Some(link), _) => format!("link {link}"),
             (None, Some(agent)) => agent.clone(),
@@ -185,14 +192,16 @@ impl Peer {
     /// `send_with`, corked, for several messages to one target in call order
     /// (JavaScript gathers the sends of a turn and hands them over at once).
     /// Each is reported to its `done` or written by the next `uncork`.
-    pub fn send_corked(&self, target: &Target, messages: impl IntoIterator<Item = (Vec<u8>, Done)>) {
+    pub fn send_corked<'a>(&self, target: &Target, messages: impl IntoIterator<Item = (&'a [u8], Done)>) {
         let opts = SendOptions::default();
         // One look-up for them all: a link that closes meanwhile refuses
-        // them (`Now::Later`), and they take the queue, as they would one by one.
+        // them (`Now::Later`), and they take the queue, as they would one by
+        // one. One clock reading too: they are sent in the same instant.
         let wire = self.shared.registry.in_use(target, &opts);
+        let now = Instant::now();
         for (data, done) in messages {
             // Corked, so never `Sent::Written` here: `done` hears, or `uncork` writes it.
-            self.send_on(wire.as_ref(), target, data, &opts, done, true);
+            self.send_on(wire.as_ref(), target, Cow::Borrowed(data), &opts, done, true, now);
         }
     }
 

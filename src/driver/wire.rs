@@ -77,7 +77,7 @@ pub(crate) enum Now {
     /// corked before, so the caller must list it for uncorking.
     Corked { first: bool },
     /// Something is ahead of it, or the link cannot send now: queue it.
-    Later(Vec<u8>, Done),
+    Later(Done),
     /// The link refused it for good (too large for the other side, say).
     Failed(Error, Done),
 }
@@ -121,13 +121,14 @@ impl Wire {
     /// Encrypt `data` into the write buffer if nothing is queued ahead of it,
     /// and write it now unless `cork` or the buffer held more already (see
     /// the module comment). Past `high_water` bytes waiting, it is queued.
-    pub fn send_now(&self, data: Vec<u8>, done: Done, cork: bool, high_water: usize) -> Now {
+    /// `now`: the sender's clock reading (one serves a run of sends).
+    pub fn send_now(&self, data: &[u8], done: Done, cork: bool, high_water: usize, now: Instant) -> Now {
         let mut st = self.lock();
         if st.retired || !st.cmds.is_empty() || st.wbuf.len() >= high_water || !st.conn.can_send() {
-            return Now::Later(data, done);
+            return Now::Later(done);
         }
         let behind = !st.wbuf.is_empty();
-        if let Err(e) = st.seal_message(&data) {
+        if let Err(e) = st.seal_message(data, now) {
             return Now::Failed(e, done);
         }
         let end = st.written + st.wbuf.len() as u64;
@@ -219,8 +220,8 @@ impl WireState {
     }
 
     /// Encrypt and frame one application message into the write buffer.
-    pub fn seal_message(&mut self, data: &[u8]) -> crate::Result<()> {
-        let (was_empty, now) = (self.wbuf.is_empty(), Instant::now());
+    pub fn seal_message(&mut self, data: &[u8], now: Instant) -> crate::Result<()> {
+        let was_empty = self.wbuf.is_empty();
         self.conn.send_into(now.into_std(), data, &mut self.wbuf)?;
         if was_empty && !self.wbuf.is_empty() {
             self.stalled_since = Some(now);
@@ -230,7 +231,7 @@ impl WireState {
 
     /// `seal_message`; `done` is settled once its frames are written.
     pub fn queue_message(&mut self, data: &[u8], done: Done) {
-        match self.seal_message(data) {
+        match self.seal_message(data, Instant::now()) {
             Ok(()) => {
                 let end = self.written + self.wbuf.len() as u64;
                 self.inflight.push_back(Inflight { end, done });

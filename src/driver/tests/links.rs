@@ -50,10 +50,11 @@ async fn many_small_messages_written_at_once_are_read_and_delivered_in_batches()
     // socket in one write (~70 KB), so they wait in the receiver's socket
     // together. Read a frame at a time, each would be a batch of its own.
     let mut waits = Vec::new();
-    let messages = (1..=1000).map(|i| {
+    let bodies: Vec<String> = (1..=1000).map(|i| format!(r#"{{"i":{i},"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#)).collect();
+    let messages = bodies.iter().map(|body| {
         let (done, rx) = crate::driver::queue::Done::oneshot();
         waits.push(rx);
-        (format!(r#"{{"i":{i},"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#).into_bytes(), done)
+        (body.as_bytes(), done)
     });
     n[0].peer.send_corked(&n[1].target(), messages);
     n[0].peer.uncork();
@@ -61,9 +62,7 @@ async fn many_small_messages_written_at_once_are_read_and_delivered_in_batches()
         w.await.expect("settled").expect("written");
     }
     wait_for("1001 messages", || n[1].messages().len() == 1001).await;
-    let expected: Vec<String> =
-        (1..=1000).map(|i| format!(r#"{{"i":{i},"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#)).collect();
-    assert_eq!(n[1].messages()[1..], expected[..], "all, in order");
+    assert_eq!(n[1].messages()[1..], bodies[..], "all, in order");
     let batches = n[1].batches();
     // The first message came alone; the thousand in batches of up to the
     // read burst (64): 16 when every read takes all there is.
