@@ -140,7 +140,7 @@ impl Peer {
         target: &Target,
         data: Cow<'_, [u8]>,
         opts: &SendOptions,
-        mut done: Done,
+        done: Done,
         cork: bool,
         now: Instant,
     ) -> Sent {
@@ -148,7 +148,7 @@ impl Peer {
             done.complete(Err(e));
             return Sent::Pending;
         }
-        let done_later = match wire {
+        let mut done = match wire {
             Some(wire) => match wire.send_now(&data, done, cork, self.shared.cfg.high_water, now) {
                 Now::Written(done) => {
                     done.disarm();
@@ -169,7 +169,6 @@ impl Peer {
             },
             None => done,
         };
-        done = done_later;
         let data = data.into_owned();
         let key = match (&target.link, &target.agent) {
             (Some(link), _) => format!("link {link}"),
